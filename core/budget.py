@@ -1,0 +1,71 @@
+"""The single source of truth for how many visual tokens reach the language model.
+
+Config checks, model build checks, the data side, the reducers and the FLOPs counter all call these
+functions, so "kept tokens" means the same number everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+RESIDUAL_ARCHS = ("joint_decoder", "mot", "moma")
+
+
+def patch_grid(frame_size: int, patch_size: int) -> int:
+    """Patches per side of a square frame."""
+    if frame_size % patch_size:
+        raise ValueError(
+            f"data.frame_size={frame_size} is not a multiple of vision.patch_size={patch_size}. "
+            f"Fix: use a frame size such as {frame_size - frame_size % patch_size or patch_size}."
+        )
+    return frame_size // patch_size
+
+
+def windows_per_side(grid: int, window: int) -> int:
+    return math.ceil(grid / window)
+
+
+def tokens_per_frame(grid: int, window: int) -> int:
+    """P′ = ceil(grid / w)²: one token per (possibly ragged) w×w window."""
+    return windows_per_side(grid, window) ** 2
+
+
+def _exact(ratio: float) -> Fraction:
+    # Exact decimal reading of the ratio: 0.3·81·10 is 243, never 242.99… → 242.
+    return Fraction(repr(float(ratio)))
+
+
+def pruned_tokens(frames: int, per_frame: int, ratio: float, prune_from_frame: int = 0) -> int:
+    """floor(P′·ratio·(F − prune_from_frame)), clipped at 0; 1-frame inputs (images) lose nothing."""
+    if frames <= 1 or ratio <= 0:
+        return 0
+    prunable = frames - prune_from_frame
+    if prunable <= 0:
+        return 0
+    return max(0, math.floor(per_frame * _exact(ratio) * prunable))
+
+
+def kept_tokens(frames: int, per_frame: int, ratio: float, prune_from_frame: int = 0) -> int:
+    """kept = F·P′ − floor(P′·ratio·(F − prune_from_frame)); images (F = 1) are never pruned."""
+    return frames * per_frame - pruned_tokens(frames, per_frame, ratio, prune_from_frame)
+
+
+def residual_visual_tokens(arch: str, kept: int) -> int:
+    """Visual tokens that occupy the LM's residual stream (cross-attention keeps them in K/V)."""
+    return kept if arch in RESIDUAL_ARCHS else 0
+
+
+def check_sequence_budget(
+    arch: str, frames: int, per_frame: int, kept: int, max_text_len: int, max_seq_len: int
+) -> None:
+    """Raise before any model is built when visual + text tokens do not fit the LM's context."""
+    residual = residual_visual_tokens(arch, kept)
+    if residual + max_text_len > max_seq_len:
+        raise ValueError(
+            f"token budget exceeded for fusion.arch={arch}: {frames} frames × {per_frame} tokens "
+            f"= {frames * per_frame} visual tokens ({kept} kept after pruning) + data.max_text_len="
+            f"{max_text_len} = {residual + max_text_len} > lm.max_seq_len={max_seq_len}. Fix: raise "
+            f"lm.max_seq_len to at least {residual + max_text_len}, or lower data.max_frames, raise "
+            "connector.window, or prune more."
+        )

@@ -1,0 +1,77 @@
+"""Video/data section: where clips come from and how they are sampled, decoded and tokenised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config._build import fail
+from core.registry import DATASETS, SAMPLING_POLICIES
+
+SPLITS = ("train", "validation")
+TASKS = ("qa", "caption")
+
+
+@dataclass
+class DataConfig:
+    """Video vocabulary follows the seed framework (`data_root`, `dataset_type`, ... `max_samples`).
+
+    The defaults are the tiny local preset: the synthetic video-QA benchmark, generated under
+    `data_root` on first use when `generate_synthetic` is true.
+    """
+
+    data_root: str = "data/synthetic"
+    dataset_type: str = "qa_jsonl"
+    dataset_name: str = "synthetic"
+    sampling_policy: str = "uniform"
+    split: str = "train"
+    eval_split: str = "validation"
+    fps: float = 2.0
+    max_frames: int = 8
+    min_frames: int = 4
+    frame_size: int = 64
+    max_samples: int = 0
+    max_eval_samples: int = 0
+    max_text_len: int = 24
+    prompt: str = ""
+    task: str = "qa"
+    manifest: str = ""
+    ground_truth: bool = False
+    cache_frames: bool = True
+    num_workers: int = 0
+    generate_synthetic: bool = True
+    synthetic_train: int = 3000
+    synthetic_val: int = 500
+    synthetic_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset_type not in DATASETS:
+            raise ValueError(DATASETS.unknown_message(self.dataset_type, "data.dataset_type"))
+        if self.sampling_policy not in SAMPLING_POLICIES:
+            raise ValueError(
+                SAMPLING_POLICIES.unknown_message(self.sampling_policy, "data.sampling_policy")
+            )
+        for name in ("split", "eval_split"):
+            if getattr(self, name) not in SPLITS:
+                fail(f"data.{name}", getattr(self, name), "unknown split", f"use one of {SPLITS}")
+        if self.task not in TASKS:
+            fail("data.task", self.task, "unknown task", f"use one of {TASKS}")
+        if not self.fps > 0:
+            fail("data.fps", self.fps, "must be positive", "set a sampling rate such as 2.0")
+        if self.max_frames < 1:
+            fail("data.max_frames", self.max_frames, "must be ≥ 1", "set a frame budget such as 8")
+        if self.min_frames < 1:
+            fail("data.min_frames", self.min_frames, "must be ≥ 1", "set it to 1 or more")
+        if self.min_frames > self.max_frames:
+            fail(
+                "data.min_frames",
+                self.min_frames,
+                f"exceeds data.max_frames={self.max_frames}",
+                "lower data.min_frames or raise data.max_frames",
+            )
+        if self.frame_size < 8:
+            fail("data.frame_size", self.frame_size, "too small", "use at least 8 pixels")
+        for name in ("max_samples", "max_eval_samples", "num_workers"):
+            if getattr(self, name) < 0:
+                fail(f"data.{name}", getattr(self, name), "must be ≥ 0", "use 0 for 'all'/'none'")
+        if self.max_text_len < 2:
+            fail("data.max_text_len", self.max_text_len, "too short", "allow at least 2 tokens")

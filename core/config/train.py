@@ -1,0 +1,87 @@
+"""Train, eval and logging sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.config._build import fail
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclass
+class TrainConfig:
+    """AdamW with warm-up and cosine decay. `caption_steps` > 0 adds a caption pre-training phase
+    before the `steps` of the task in `data.task`."""
+
+    steps: int = 300
+    caption_steps: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    scorer_lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    device: str = "auto"
+    precision: str = "auto"
+    num_threads: int = 0  # 0 → torch default
+    init_from: str = ""  # optional checkpoint to start from (weights only)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.caption_steps < 0:
+            fail("train.steps", self.steps, "steps must be ≥ 0", "use a positive step count")
+        if self.batch_size < 1:
+            fail("train.batch_size", self.batch_size, "must be ≥ 1", "use e.g. 32")
+        for name in ("lr", "scorer_lr"):
+            if getattr(self, name) <= 0:
+                fail(f"train.{name}", getattr(self, name), "must be positive", "use e.g. 1e-3")
+        if self.warmup_steps < 0:
+            fail("train.warmup_steps", self.warmup_steps, "must be ≥ 0", "use e.g. 30")
+        if not 0 <= self.min_lr_ratio <= 1:
+            fail("train.min_lr_ratio", self.min_lr_ratio, "must lie in [0, 1]", "use 0.1")
+        if self.grad_clip < 0:
+            fail("train.grad_clip", self.grad_clip, "must be ≥ 0", "use 1.0 (0 disables)")
+        if self.checkpoint_every < 1:
+            fail("train.checkpoint_every", self.checkpoint_every, "must be ≥ 1", "use e.g. 100")
+        if self.device not in DEVICES:
+            fail("train.device", self.device, "unknown device", f"use one of {DEVICES}")
+        if self.precision not in PRECISIONS:
+            fail("train.precision", self.precision, "unknown precision", f"use one of {PRECISIONS}")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    max_samples: int = 0
+    measure_efficiency: bool = True
+    efficiency_batch_size: int = 8
+    efficiency_warmup: int = 1
+    efficiency_iters: int = 3
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            fail("eval.batch_size", self.batch_size, "must be ≥ 1", "use e.g. 64")
+        if self.efficiency_iters < 1:
+            fail("eval.efficiency_iters", self.efficiency_iters, "must be ≥ 1", "use e.g. 3")
+
+
+@dataclass
+class LoggingConfig:
+    """W&B mode `auto`: online when WANDB_API_KEY is set, offline otherwise."""
+
+    wandb: str = "auto"
+    project: str = "vidprune"
+    entity: str = ""
+    group: str = ""
+    job_type: str = "train"
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.wandb not in WANDB_MODES:
+            fail("logging.wandb", self.wandb, "unknown W&B mode", f"use one of {WANDB_MODES}")

@@ -1,0 +1,46 @@
+"""Vision encoder section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config._build import fail
+from core.registry import VISION_ENCODERS
+
+
+@dataclass
+class VisionConfig:
+    """`vit` is our trainable ViT (host of in-ViT reducers); `random` is weightless; `siglip2` loads
+    a local Hugging Face checkpoint into the same ViT module (optional `hf` extra)."""
+
+    type: str = "vit"
+    patch_size: int = 8
+    dim: int = 96
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    frozen: bool = False
+    checkpoint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in VISION_ENCODERS:
+            raise ValueError(VISION_ENCODERS.unknown_message(self.type, "vision.type"))
+        if self.patch_size < 1:
+            fail("vision.patch_size", self.patch_size, "must be ≥ 1", "use e.g. 8")
+        if self.depth < 1:
+            fail("vision.depth", self.depth, "must be ≥ 1", "use e.g. 4")
+        if self.heads < 1 or self.dim % self.heads:
+            fail("vision.heads", self.heads, f"must divide vision.dim={self.dim}", "pick a divisor")
+        if self.mlp_ratio <= 0:
+            fail("vision.mlp_ratio", self.mlp_ratio, "must be positive", "use e.g. 4.0")
+        if self.type == "siglip2" and not self.checkpoint:
+            fail(
+                "vision.checkpoint",
+                self.checkpoint,
+                "siglip2 needs a local checkpoint directory",
+                "set vision.checkpoint=/path/to/siglip2 (no downloads happen at run time)",
+            )
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(round(self.dim * self.mlp_ratio))

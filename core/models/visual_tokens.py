@@ -1,0 +1,41 @@
+"""The value object that carries visual tokens from the vision side into a fusion arch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class VisualTokens:
+    """A batch of visual tokens after encoder → in-ViT reducer → connector.
+
+    Every clip in a batch carries the same number K of tokens (static shapes per (ratio, frames)):
+    K = budget.kept_tokens(F, P′, ratio). Tokens are in frame order, windows in raster order within a
+    frame. `valid` is False for tokens of padded frames (short or undecodable clips): fusion archs
+    must mask them from attention, cross-attention K/V and MoMa routing.
+    """
+
+    features: torch.Tensor  # (B, K, D_lm)
+    valid: torch.Tensor  # (B, K) bool
+    frame_index: torch.Tensor  # (B, K) long: source frame of each token
+    window_index: torch.Tensor  # (B, K) long: window position within its frame
+    num_frames: int
+    tokens_per_frame: int
+    aux_loss: torch.Tensor | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b, k = self.features.shape[:2]
+        for name in ("valid", "frame_index", "window_index"):
+            t = getattr(self, name)
+            if tuple(t.shape) != (b, k):
+                raise ValueError(f"VisualTokens.{name} has shape {tuple(t.shape)}, expected {(b, k)}")
+        if self.valid.dtype != torch.bool:
+            raise ValueError("VisualTokens.valid must be a bool tensor")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.features.shape[1]

@@ -1,0 +1,68 @@
+"""Named registries for every extension point (datasets, sampling policies, encoders, ...).
+
+Each registry knows the module that fills it, so `get`/`names` import it on first use: configs can
+validate registry keys without relying on import side effects elsewhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+class Registry:
+    """Maps a name to an object for one extension point, with helpful unknown-key errors."""
+
+    def __init__(self, kind: str, populate: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self._populate = populate
+        self._populated = False
+        self._items: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator: `@REG.register("name")` on a class or function."""
+
+        def deco(obj: Any) -> Any:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def _ensure_populated(self) -> None:
+        if not self._populated:
+            self._populated = True
+            for module in self._populate:
+                importlib.import_module(module)
+
+    def names(self) -> list[str]:
+        self._ensure_populated()
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_populated()
+        return name in self._items
+
+    def get(self, name: str) -> Any:
+        self._ensure_populated()
+        if name not in self._items:
+            raise KeyError(self.unknown_message(name))
+        return self._items[name]
+
+    def unknown_message(self, name: str, field: str | None = None) -> str:
+        options = self.names()
+        close = difflib.get_close_matches(str(name), options, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = f"{field}={name!r}" if field else f"{self.kind} {name!r}"
+        return f"{where}: unknown {self.kind}.{hint} Available: {', '.join(options)}."
+
+
+DATASETS = Registry("dataset type", ("core.data.datasets",))
+SAMPLING_POLICIES = Registry("sampling policy", ("core.data.sampling",))
+VISION_ENCODERS = Registry("vision encoder", ("core.models.vision",))
+CONNECTORS = Registry("connector", ("core.models.connectors",))
+FUSION_ARCHS = Registry("fusion arch", ("core.models.fusion",))
+REDUCERS = Registry("token reducer", ("core.pruning",))
