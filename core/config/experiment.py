@@ -117,47 +117,75 @@ class ExperimentConfig:
     def check(self) -> None:
         d, v, c, p = self.data, self.vision, self.connector, self.pruning
         if d.frame_size % v.patch_size:
-            fail("data.frame_size", d.frame_size,
-                 f"is not a multiple of vision.patch_size={v.patch_size}",
-                 f"use data.frame_size={d.frame_size - d.frame_size % v.patch_size or v.patch_size}")
+            fail(
+                "data.frame_size",
+                d.frame_size,
+                f"is not a multiple of vision.patch_size={v.patch_size}",
+                f"use data.frame_size={d.frame_size - d.frame_size % v.patch_size or v.patch_size}",
+            )
         grid = self.grid
         if c.window > grid:
-            fail("connector.window", c.window, f"is larger than the {grid}×{grid} patch grid",
-                 "use a smaller window")
+            fail(
+                "connector.window",
+                c.window,
+                f"is larger than the {grid}×{grid} patch grid",
+                "use a smaller window",
+            )
         if c.type == "attentional_pool" and v.dim % c.heads:
             fail("connector.heads", c.heads, f"must divide vision.dim={v.dim}", "pick a divisor")
         reducer = REDUCERS.get(p.method)
         if p.method != "none":
             if v.type == "random":
-                fail("pruning.method", p.method,
-                     "in-ViT reducers need a ViT with blocks; the random encoder has none",
-                     "use vision.type=vit (or siglip2), or pruning.method=none")
+                fail(
+                    "pruning.method",
+                    p.method,
+                    "in-ViT reducers need a ViT with blocks; the random encoder has none",
+                    "use vision.type=vit (or siglip2), or pruning.method=none",
+                )
             last = v.depth - 1 - reducer.hard_prune_delay
             if p.prune_at > last:
-                fail("pruning.prune_at", p.prune_at,
-                     f"is outside the encoder's blocks for {p.method} (vision.depth={v.depth}: "
-                     f"scoring after block prune_at needs block prune_at+{reducer.hard_prune_delay}"
-                     " to exist)", f"use pruning.prune_at between 0 and {max(last, 0)}")
+                fail(
+                    "pruning.prune_at",
+                    p.prune_at,
+                    f"is outside the encoder's blocks for {p.method} (vision.depth={v.depth}: "
+                    f"scoring after block prune_at needs block prune_at+{reducer.hard_prune_delay}"
+                    " to exist)",
+                    f"use pruning.prune_at between 0 and {max(last, 0)}",
+                )
             if reducer.needs_divisible_grid and grid % c.window:
-                fail("connector.window", c.window,
-                     f"does not divide the {grid}×{grid} patch grid, which {p.method} needs "
-                     "(its scoring unit is the connector window)",
-                     f"use a window that divides {grid} or another frame_size/patch_size")
+                fail(
+                    "connector.window",
+                    c.window,
+                    f"does not divide the {grid}×{grid} patch grid, which {p.method} needs "
+                    "(its scoring unit is the connector window)",
+                    f"use a window that divides {grid} or another frame_size/patch_size",
+                )
             if reducer.needs_ground_truth and not d.ground_truth:
-                fail("pruning.method", p.method,
-                     "needs per-clip ground-truth object masks, but data.ground_truth is false",
-                     "set data.ground_truth=true with a dataset that ships masks (the synthetic "
-                     "benchmark does)")
+                fail(
+                    "pruning.method",
+                    p.method,
+                    "needs per-clip ground-truth object masks, but data.ground_truth is false",
+                    "set data.ground_truth=true with a dataset that ships masks (the synthetic "
+                    "benchmark does)",
+                )
             if reducer.protects_first_frame and d.max_frames > 1:
-                pruned = budget.pruned_tokens(d.max_frames, self.tokens_per_frame, p.ratio,
-                                              p.prune_from_frame)
+                pruned = budget.pruned_tokens(
+                    d.max_frames, self.tokens_per_frame, p.ratio, p.prune_from_frame
+                )
                 room = (d.max_frames - 1) * self.tokens_per_frame
                 if pruned > room:
-                    fail("pruning.ratio", p.ratio,
-                         f"asks to prune {pruned} tokens but {p.method} keeps the first frame "
-                         f"whole, leaving only {room} prunable",
-                         f"use a ratio ≤ {room / (d.max_frames * self.tokens_per_frame):.3f}")
+                    fail(
+                        "pruning.ratio",
+                        p.ratio,
+                        f"asks to prune {pruned} tokens but {p.method} keeps the first frame "
+                        f"whole, leaving only {room} prunable",
+                        f"use a ratio ≤ {room / (d.max_frames * self.tokens_per_frame):.3f}",
+                    )
         budget.check_sequence_budget(
-            self.fusion.arch, d.max_frames, self.tokens_per_frame, self.kept_tokens(),
-            d.max_text_len, self.lm.max_seq_len,
+            self.fusion.arch,
+            d.max_frames,
+            self.tokens_per_frame,
+            self.kept_tokens(),
+            d.max_text_len,
+            self.lm.max_seq_len,
         )

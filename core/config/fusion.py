@@ -23,14 +23,26 @@ class FusionConfig:
         if self.arch not in FUSION_ARCHS:
             raise ValueError(FUSION_ARCHS.unknown_message(self.arch, "fusion.arch"))
         if self.cross_attention_every < 1:
-            fail("fusion.cross_attention_every", self.cross_attention_every, "must be ≥ 1",
-                 "use 1 for a cross-attention block after every layer")
+            fail(
+                "fusion.cross_attention_every",
+                self.cross_attention_every,
+                "must be ≥ 1",
+                "use 1 for a cross-attention block after every layer",
+            )
         for name in ("moma_image_experts", "moma_text_experts"):
             if getattr(self, name) < 1:
                 fail(f"fusion.{name}", getattr(self, name), "must be ≥ 1", "use e.g. 4")
         if not 0.0 <= self.moma_capacity <= 1.0:
-            fail("fusion.moma_capacity", self.moma_capacity, "must lie in [0, 1]",
-                 "use 0 for the 1/experts default")
+            fail(
+                "fusion.moma_capacity",
+                self.moma_capacity,
+                "must lie in [0, 1]",
+                "use 0 for the 1/experts default",
+            )
         if self.moma_eval_router not in MOMA_EVAL_ROUTERS:
-            fail("fusion.moma_eval_router", self.moma_eval_router, "unknown eval router",
-                 f"use one of {MOMA_EVAL_ROUTERS}")
+            fail(
+                "fusion.moma_eval_router",
+                self.moma_eval_router,
+                "unknown eval router",
+                f"use one of {MOMA_EVAL_ROUTERS}",
+            )

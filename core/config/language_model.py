@@ -28,13 +28,21 @@ class LanguageModelConfig:
         if self.type not in LM_TYPES:
             fail("lm.type", self.type, "unknown language model", f"use one of {LM_TYPES}")
         if self.type == "qwen3" and not self.checkpoint:
-            fail("lm.checkpoint", self.checkpoint, "qwen3 needs a local checkpoint directory",
-                 "set lm.checkpoint=/path/to/Qwen3 (no downloads happen at run time)")
+            fail(
+                "lm.checkpoint",
+                self.checkpoint,
+                "qwen3 needs a local checkpoint directory",
+                "set lm.checkpoint=/path/to/Qwen3 (no downloads happen at run time)",
+            )
         if self.n_heads < 1 or self.dim % self.n_heads:
             fail("lm.n_heads", self.n_heads, f"must divide lm.dim={self.dim}", "pick a divisor")
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
-            fail("lm.n_kv_heads", self.n_kv_heads, f"must divide lm.n_heads={self.n_heads}",
-                 "pick a divisor of n_heads")
+            fail(
+                "lm.n_kv_heads",
+                self.n_kv_heads,
+                f"must divide lm.n_heads={self.n_heads}",
+                "pick a divisor of n_heads",
+            )
         if self.n_layers < 1:
             fail("lm.n_layers", self.n_layers, "must be ≥ 1", "use e.g. 3")
         if self.max_seq_len < 2:

@@ -37,8 +37,12 @@ class PruningConfig:
         if self.method not in REDUCERS:
             raise ValueError(REDUCERS.unknown_message(self.method, "pruning.method"))
         if not 0.0 <= self.ratio < 1.0:
-            fail("pruning.ratio", self.ratio, "must lie in [0, 1)",
-                 "give the fraction of visual tokens to remove, e.g. 0.5")
+            fail(
+                "pruning.ratio",
+                self.ratio,
+                "must lie in [0, 1)",
+                "give the fraction of visual tokens to remove, e.g. 0.5",
+            )
         if self.prune_at < 0:
             fail("pruning.prune_at", self.prune_at, "must be ≥ 0", "use a ViT block index")
         if self.prune_from_frame < 0:
@@ -46,7 +50,11 @@ class PruningConfig:
         if self.aux_coef < 0:
             fail("pruning.aux_coef", self.aux_coef, "must be ≥ 0", "use 0.5 (reference) or 0")
         if not 0.0 < self.rescale_bias_min <= 1.0:
-            fail("pruning.rescale_bias_min", self.rescale_bias_min, "must lie in (0, 1]",
-                 "use exp(-2) ≈ 0.1353")
+            fail(
+                "pruning.rescale_bias_min",
+                self.rescale_bias_min,
+                "must lie in (0, 1]",
+                "use exp(-2) ≈ 0.1353",
+            )
         if self.max_retries < 0:
             fail("pruning.max_retries", self.max_retries, "must be ≥ 0", "use 5")

@@ -32,7 +32,9 @@ class VisualTokens:
         for name in ("valid", "frame_index", "window_index"):
             t = getattr(self, name)
             if tuple(t.shape) != (b, k):
-                raise ValueError(f"VisualTokens.{name} has shape {tuple(t.shape)}, expected {(b, k)}")
+                raise ValueError(
+                    f"VisualTokens.{name} has shape {tuple(t.shape)}, expected {(b, k)}"
+                )
         if self.valid.dtype != torch.bool:
             raise ValueError("VisualTokens.valid must be a bool tensor")
 

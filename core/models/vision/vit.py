@@ -1,0 +1,118 @@
+"""Our ViT: SigLIP-shaped (conv patch embedding, learned positions, pre-LN blocks, GELU-tanh MLP).
+
+It hosts in-ViT token reducers: blocks run densely on every patch of every frame (frames folded into
+the batch), optionally with an additive per-key bias (STTS's soft score), or packed on survivors only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config.vision import VisionConfig
+from core.pruning.packing import PackPlan
+
+
+class ViTAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = qkv.unflatten(-1, (3, self.heads, -1)).unbind(-3)
+        return q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2)  # (..., H, n, dh)
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (frames, n, D); key_bias: (frames, n) added to every query's logit for that key."""
+        q, k, v = self._split(self.qkv(x))
+        mask = None if key_bias is None else key_bias[:, None, None, :].to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(-3, -2).flatten(-2))
+
+    def forward_packed(self, x: torch.Tensor, plan: PackPlan) -> torch.Tensor:
+        """x: (T, D) flat survivors; attention confined to each source frame via the plan's mask."""
+        q, k, v = self._split(plan.pack(self.qkv(x)))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.attn_mask)
+        return self.proj(plan.unpack(out.transpose(-3, -2).flatten(-2)))
+
+
+class ViTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = ViTAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, mlp_dim)
+        self.fc2 = nn.Linear(mlp_dim, dim)
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_bias)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_packed(self, x: torch.Tensor, plan: PackPlan) -> torch.Tensor:
+        x = x + self.attn.forward_packed(self.norm1(x), plan)
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    """Frames (frames, 3, S, S) → patch features (frames, N, D), N = (S/p)²."""
+
+    hosts_reducers = True
+
+    def __init__(self, cfg: VisionConfig, image_size: int) -> None:
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.grid = image_size // cfg.patch_size
+        self.dim = cfg.dim
+        self.depth = cfg.depth
+        self.mlp_dim = cfg.mlp_dim
+        self.patch_embed = nn.Conv2d(3, cfg.dim, cfg.patch_size, cfg.patch_size)
+        self.pos_embed = nn.Parameter(torch.randn(self.grid * self.grid, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            ViTBlock(cfg.dim, cfg.heads, cfg.mlp_dim) for _ in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(pixels).flatten(2).transpose(1, 2)
+        return x + self.pos_embed
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.embed(pixels)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+class RandomEncoder(nn.Module):
+    """Weightless deterministic encoder for smoke runs: a fixed random projection of each patch."""
+
+    hosts_reducers = False
+
+    def __init__(self, cfg: VisionConfig, image_size: int) -> None:
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.grid = image_size // cfg.patch_size
+        self.dim = cfg.dim
+        self.depth = 0
+        self.mlp_dim = cfg.mlp_dim
+        gen = torch.Generator().manual_seed(1234)
+        fan_in = 3 * cfg.patch_size**2
+        proj = torch.randn(fan_in, cfg.dim, generator=gen) / fan_in**0.5
+        pos = torch.randn(self.grid * self.grid, cfg.dim, generator=gen) * 0.1
+        self.register_buffer("proj", proj, persistent=False)
+        self.register_buffer("pos", pos, persistent=False)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        patches = F.unfold(pixels, p, stride=p).transpose(1, 2)  # (frames, N, 3p²)
+        return torch.tanh(patches @ self.proj.to(patches.dtype)) + self.pos.to(patches.dtype)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.embed(pixels)

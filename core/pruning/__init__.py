@@ -1,0 +1,13 @@
+"""Token reducers behind one interface (registry REDUCERS) and the packing that removes pruned patches."""
+
+from core.pruning import scorer, simple  # noqa: F401  (registers the methods)
+from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
+from core.registry import REDUCERS
+
+
+def build_reducer(cfg, vit_dim: int = 0, vit_mlp_dim: int = 0) -> TokenReducer:
+    """Instantiate the configured reducer (`cfg` is a PruningConfig)."""
+    return REDUCERS.get(cfg.method)(cfg, vit_dim, vit_mlp_dim)
+
+
+__all__ = ["REDUCERS", "ReductionInputs", "Selection", "Stage", "TokenReducer", "build_reducer"]
