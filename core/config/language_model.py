@@ -17,6 +17,7 @@ class LanguageModelConfig:
     n_heads: int = 4
     n_kv_heads: int = 2
     ffn_dim: int = 0  # 0 → 8/3·dim rounded up to a multiple of 16
+    attn_head_dim: int = 0  # 0 → dim // n_heads (Qwen3-0.6B/4B set 128 explicitly)
     max_seq_len: int = 256
     rope_theta: float = 10000.0
     qk_norm: bool = False
@@ -34,7 +35,9 @@ class LanguageModelConfig:
                 "qwen3 needs a local checkpoint directory",
                 "set lm.checkpoint=/path/to/Qwen3 (no downloads happen at run time)",
             )
-        if self.n_heads < 1 or self.dim % self.n_heads:
+        if self.attn_head_dim < 0:
+            fail("lm.attn_head_dim", self.attn_head_dim, "must be ≥ 0", "use 0 for dim // n_heads")
+        if self.n_heads < 1 or (not self.attn_head_dim and self.dim % self.n_heads):
             fail("lm.n_heads", self.n_heads, f"must divide lm.dim={self.dim}", "pick a divisor")
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
             fail(
@@ -50,7 +53,7 @@ class LanguageModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.attn_head_dim or self.dim // self.n_heads
 
     @property
     def resolved_ffn_dim(self) -> int:

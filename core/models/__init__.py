@@ -1,0 +1,1 @@
+"""Model side of the data path: vision tower, connectors, fusion archs and the language model."""

@@ -1,0 +1,87 @@
+"""`cross_attention` (Flamingo / Llama-3.2-Vision style): text residual, visual K/V.
+
+The residual carries text only (causal, is_causal fast path). After every
+`fusion.cross_attention_every`-th text block a CrossAttentionBlock adds
+`o_proj(attn(norm(h) → visual K/V))` and then its own pre-norm SwiGLU. Visual keys get no RoPE and
+no causal mask; padded visual tokens are masked with a (B, 1, 1, K) boolean key mask. `o_proj` and
+the MLP `down_proj` are zero-initialised, so every block is the identity at construction and a fresh
+model reproduces the text-only decoder exactly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from core.models.attention import RMSNorm, SwiGLU, attend
+from core.models.fusion.base import FusionModel, FusionOutput
+from core.models.language_model import NORM_EPS, DecoderLM, init_weights, make_attention
+from core.registry import FUSION_ARCHS
+
+if TYPE_CHECKING:
+    from core.config.fusion import FusionConfig
+    from core.config.language_model import LanguageModelConfig
+    from core.models.visual_tokens import VisualTokens
+
+
+class CrossAttentionBlock(nn.Module):
+    """h + o(attn(norm(h), visual)), then h + mlp(norm(h)); identity at init."""
+
+    def __init__(self, cfg: LanguageModelConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, NORM_EPS)
+        self.cross_attn = make_attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, NORM_EPS)
+        self.mlp = SwiGLU(cfg.dim, cfg.resolved_ffn_dim)
+        init_weights(self)
+        nn.init.zeros_(self.cross_attn.o_proj.weight)
+        nn.init.zeros_(self.mlp.down_proj.weight)
+
+    def forward(
+        self, h: torch.Tensor, visual: torch.Tensor, key_mask: torch.Tensor, has_key: torch.Tensor
+    ) -> torch.Tensor:
+        """h (B, T, D); visual (B, K, D); key_mask (B, 1, 1, K) NaN-guarded; has_key (B, 1, 1)."""
+        q = self.cross_attn.project_q(self.input_layernorm(h), None)
+        k, v = self.cross_attn.project_kv(visual, None)
+        ctx = attend(q, k, v, key_mask, causal=False)
+        # A clip with no valid token contributes exactly nothing (its guarded attention is dropped).
+        ctx = torch.where(has_key, ctx, torch.zeros_like(ctx))
+        h = h + self.cross_attn.o_proj(ctx)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+@FUSION_ARCHS.register("cross_attention")
+class CrossAttentionFusion(FusionModel):
+    arch = "cross_attention"
+
+    def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
+        super().__init__(fusion, lm, vocab_size)
+        self.lm = DecoderLM(lm, vocab_size)
+        every = fusion.cross_attention_every
+        # Keyed by the index of the text block they follow, so state-dict names stay stable.
+        self.cross_blocks = nn.ModuleDict(
+            {str(i): CrossAttentionBlock(lm) for i in range(lm.n_layers) if (i + 1) % every == 0}
+        )
+
+    def decoder_key_targets(self, key: str) -> list[str]:
+        return [f"lm.{key}"]
+
+    def parameter_group(self, name: str) -> str:
+        return "vision_adapters" if name.startswith("cross_blocks.") else "lm"
+
+    def forward(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+    ) -> FusionOutput:
+        self.check_inputs(visual, input_ids, text_mask)
+        h = self.lm.embed_tokens(input_ids)
+        feats = visual.features.to(h.dtype)
+        has_key = visual.valid.any(dim=1)[:, None, None]
+        key_mask = (visual.valid[:, None, :] | ~has_key)[:, None]  # (B, 1, 1, K)
+        rope = self.lm.rotary(torch.arange(input_ids.shape[1], device=h.device))
+        for i, layer in enumerate(self.lm.layers):
+            h = layer(h, rope, None)
+            if str(i) in self.cross_blocks:
+                h = self.cross_blocks[str(i)](h, feats, key_mask, has_key)
+        return FusionOutput(logits=self.lm.lm_head(self.lm.norm(h)))

@@ -1,0 +1,45 @@
+"""`joint_decoder`: visual tokens are a prefix of the text in one shared decoder.
+
+Residual = [K visual | T text] on one RoPE position axis 0..K+T−1; causal attention with padded
+visual keys masked (is_causal fast path when every visual token is valid); the final norm and LM
+head run on the text slice only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.models.fusion.base import FusionModel, FusionOutput, prefix_attention_mask
+from core.models.language_model import DecoderLM
+from core.registry import FUSION_ARCHS
+
+if TYPE_CHECKING:
+    from core.config.fusion import FusionConfig
+    from core.config.language_model import LanguageModelConfig
+    from core.models.visual_tokens import VisualTokens
+
+
+@FUSION_ARCHS.register("joint_decoder")
+class JointDecoder(FusionModel):
+    arch = "joint_decoder"
+
+    def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
+        super().__init__(fusion, lm, vocab_size)
+        self.lm = DecoderLM(lm, vocab_size)
+
+    def decoder_key_targets(self, key: str) -> list[str]:
+        return [f"lm.{key}"]
+
+    def forward(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+    ) -> FusionOutput:
+        self.check_inputs(visual, input_ids, text_mask)
+        k, t = visual.num_tokens, input_ids.shape[1]
+        text = self.lm.embed_tokens(input_ids)
+        h = torch.cat((visual.features.to(text.dtype), text), dim=1)
+        rope = self.lm.rotary(torch.arange(k + t, device=h.device))
+        h = self.lm.run_layers(h, rope, prefix_attention_mask(visual, t))
+        logits = self.lm.lm_head(self.lm.norm(h[:, k:]))
+        return FusionOutput(logits=logits)

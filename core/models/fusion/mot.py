@@ -1,0 +1,99 @@
+"""`mot`: Mixture-of-Transformers (arXiv 2411.04996, Algorithm 1).
+
+Every non-embedding parameter is duplicated per modality in `nn.ModuleDict`s keyed "visual"/"text":
+attention-input norm, q/k/v/o projections (+ qk norms), FFN norm, FFN, and the final norm. Token
+embedding, LM head and the attention computation itself are shared: Q/K/V are projected per
+modality and concatenated, ONE global attention runs over [visual | text] with ONE continuous RoPE
+position axis (positions do not restart per modality) and JD's causal + key-padding mask, and the
+result is split back through each modality's `o_proj`. Each modality's parameters are laid out as a
+DecoderBlock, so a text decoder's block can warm-start either copy by `load_state_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from core.models.attention import RMSNorm, Rope, RotaryEmbedding, attend
+from core.models.fusion.base import FusionModel, FusionOutput, prefix_attention_mask
+from core.models.language_model import NORM_EPS, DecoderBlock, init_weights
+from core.registry import FUSION_ARCHS
+
+if TYPE_CHECKING:
+    from core.config.fusion import FusionConfig
+    from core.config.language_model import LanguageModelConfig
+    from core.models.visual_tokens import VisualTokens
+
+MODALITIES = ("visual", "text")
+
+
+class MoTBlock(nn.Module):
+    """One MoT layer: per-modality DecoderBlock parameters around a shared global attention."""
+
+    def __init__(self, cfg: LanguageModelConfig) -> None:
+        super().__init__()
+        self.experts = nn.ModuleDict({m: DecoderBlock(cfg) for m in MODALITIES})
+
+    def forward(
+        self, streams: dict[str, torch.Tensor], rope: dict[str, Rope], mask: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        qs, ks, vs = [], [], []
+        for m in MODALITIES:
+            blk = self.experts[m]
+            x = blk.input_layernorm(streams[m])
+            qs.append(blk.self_attn.project_q(x, rope[m]))
+            k, v = blk.self_attn.project_kv(x, rope[m])
+            ks.append(k)
+            vs.append(v)
+        ctx = attend(torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2), mask, causal=True)
+        ctx_by_mod = dict(
+            zip(MODALITIES, ctx.split([s.shape[1] for s in streams.values()], 1), strict=True)
+        )
+        out = {}
+        for m in MODALITIES:
+            blk = self.experts[m]
+            h = streams[m] + blk.self_attn.o_proj(ctx_by_mod[m])
+            out[m] = h + blk.mlp(blk.post_attention_layernorm(h))
+        return out
+
+
+@FUSION_ARCHS.register("mot")
+class MixtureOfTransformers(FusionModel):
+    arch = "mot"
+
+    def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
+        super().__init__(fusion, lm, vocab_size)
+        self.embed_tokens = nn.Embedding(vocab_size, lm.dim)
+        self.rotary = RotaryEmbedding(lm.head_dim, lm.rope_theta)
+        self.layers = nn.ModuleList(MoTBlock(lm) for _ in range(lm.n_layers))
+        self.norm = nn.ModuleDict({m: RMSNorm(lm.dim, NORM_EPS) for m in MODALITIES})
+        self.lm_head = nn.Linear(lm.dim, vocab_size, bias=False)
+        init_weights(self)
+
+    def decoder_key_targets(self, key: str) -> list[str]:
+        """Warm start: a text block initialises both modality copies (so does the final norm)."""
+        if key.startswith("layers."):
+            i, rest = key.removeprefix("layers.").split(".", 1)
+            return [f"layers.{i}.experts.{m}.{rest}" for m in MODALITIES]
+        if key.startswith("norm."):
+            return [f"norm.{m}.{key.removeprefix('norm.')}" for m in MODALITIES]
+        return [key]
+
+    def parameter_group(self, name: str) -> str:
+        return "vision_adapters" if ".visual." in f".{name}" else "lm"
+
+    def forward(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+    ) -> FusionOutput:
+        self.check_inputs(visual, input_ids, text_mask)
+        k, t = visual.num_tokens, input_ids.shape[1]
+        text = self.embed_tokens(input_ids)
+        streams = {"visual": visual.features.to(text.dtype), "text": text}
+        cos, sin = self.rotary(torch.arange(k + t, device=text.device))
+        rope = {"visual": (cos[:k], sin[:k]), "text": (cos[k:], sin[k:])}
+        mask = prefix_attention_mask(visual, t)
+        for layer in self.layers:
+            streams = layer(streams, rope, mask)
+        return FusionOutput(logits=self.lm_head(self.norm["text"](streams["text"])))
