@@ -1,0 +1,396 @@
+"""Synthetic video-QA benchmark: determinism, layout, decodability, ground truth vs pixels, answer
+consistency, ensure_synthetic semantics and chance statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.data.synthetic import GenerationArgs, dry_run, ensure_synthetic, generate, plan_scenes
+from core.data.synthetic import benchmark as gen_module
+from core.data.synthetic.__main__ import main as cli_main
+from core.data.synthetic.benchmark import MARKER, ground_truth
+from core.data.synthetic.questions import plan_split
+from core.data.synthetic.render import render_background, render_clip
+from core.data.synthetic.scene import SceneObject
+from core.data.synthetic.timing import sample_guards, sampled_frames
+from core.data.synthetic.vocab import ANSWER_SETS, COLOURS, COUNT_WORDS, QUESTION_TYPES
+
+av = pytest.importorskip("av")
+
+SMALL = dict(train=7, val=7, seed=3)
+SPLITS = ("train", "validation")
+
+
+def _rows(root: Path, split: str, name: str = "synthetic") -> list[dict]:
+    path = root / "raw" / name / "qa" / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def _metadata_files(root: Path) -> dict[str, bytes]:
+    base = root / "raw" / "synthetic"
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    generate(root, **SMALL)
+    return root
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+
+def test_same_seed_same_bytes_and_decoded_content(bench, tmp_path):
+    generate(tmp_path, **SMALL)
+    assert _metadata_files(tmp_path) == _metadata_files(bench)
+    for split in SPLITS:
+        for row in _rows(bench, split):
+            assert np.array_equal(_decode(bench / row["video"]), _decode(tmp_path / row["video"]))
+
+
+def test_different_seed_differs(bench, tmp_path):
+    generate(tmp_path, **{**SMALL, "seed": SMALL["seed"] + 1})
+    a, b = _rows(bench, "validation"), _rows(tmp_path, "validation")
+    assert {r["clip_id"] for r in a}.isdisjoint({r["clip_id"] for r in b})
+    assert [r["caption"] for r in a] != [r["caption"] for r in b]
+
+
+# --- layout ------------------------------------------------------------------------------------
+
+
+def test_layout_and_paths_resolve(bench):
+    ids = []
+    for split, csv_split in (("train", "train"), ("validation", "val")):
+        rows = _rows(bench, split)
+        assert len(rows) == 7
+        assert {r["question_type"] for r in rows} == set(QUESTION_TYPES)
+        for r in rows:
+            cid = r["clip_id"]
+            assert len(cid) == 8 and cid.isdigit()
+            expected = (
+                f"raw/videos/train/{cid[:2]}/{cid[:4]}/{cid[:6]}/{cid}.mp4"
+                if split == "train"
+                else f"raw/videos/validation/{cid}.mp4"
+            )
+            assert r["video"] == expected and (bench / r["video"]).is_file()
+            assert r["ground_truth"] == f"raw/synthetic/ground_truth/{split}/{cid}.json"
+            assert (bench / r["ground_truth"]).is_file()
+            assert r["answer"] in r["options"] and r["caption"]
+            assert len(r["answer"].split()) == 1
+        ids += [r["clip_id"] for r in rows]
+        part = bench / f"raw/synthetic/data/{csv_split}/partitions/part-0000.csv"
+        with part.open(newline="") as fh:
+            table = list(csv.DictReader(fh))
+        assert list(table[0]) == ["videoid", "name", "duration"]
+        assert [t["videoid"] for t in table] == [r["clip_id"] for r in rows]
+        assert [t["name"] for t in table] == [r["caption"] for r in rows]
+    assert len(set(ids)) == len(ids)
+    stats = json.loads((bench / "raw/synthetic/stats.json").read_text())
+    assert stats["clips"] == {"train": 7, "validation": 7}
+    assert stats["args"]["seed"] == SMALL["seed"]
+
+
+def test_videos_decode_to_expected_frames(bench):
+    for split in SPLITS:
+        for row in _rows(bench, split):
+            with av.open(str(bench / row["video"])) as container:
+                stream = container.streams.video[0]
+                assert stream.codec_context.name == "h264"
+                frames = list(container.decode(stream))
+                duration = float(stream.duration * stream.time_base)
+            assert len(frames) == 32 and duration == pytest.approx(4.0)
+            assert all((f.width, f.height) == (64, 64) for f in frames)
+            times = [float(f.pts * f.time_base) for f in frames]
+            assert times == pytest.approx([i / 8 for i in range(32)])
+            assert [i for i, f in enumerate(frames) if f.key_frame] == [0, 8, 16, 24]
+
+
+# --- ground truth vs pixels --------------------------------------------------------------------
+
+
+def _nearest_colour(pixel: np.ndarray) -> str:
+    return min(COLOURS, key=lambda c: float(np.abs(pixel - np.array(COLOURS[c])).sum()))
+
+
+def _colour_at(obj: dict, frame: int) -> str:
+    changed = obj["change_frame"] is not None and frame >= obj["change_frame"]
+    return obj["final_colour"] if changed else obj["colour"]
+
+
+def test_ground_truth_boxes_match_decoded_pixels(bench):
+    args = GenerationArgs(**SMALL)
+    scenes = {cid: scene for split in plan_scenes(args).values() for cid, scene in split}
+    checked = 0
+    for split in SPLITS:
+        for row in _rows(bench, split):
+            gt = json.loads((bench / row["ground_truth"]).read_text())
+            frames = _decode(bench / row["video"]).astype(np.int32)
+            background = render_background(scenes[row["clip_id"]].background, 64).astype(np.int32)
+            objects = {o["id"]: o for o in gt["objects"]}
+            for f in range(gt["num_frames"]):
+                outside = np.ones((64, 64), dtype=bool)
+                for (x0, y0, x1, y1), oid in zip(gt["boxes"][f], gt["object_ids"][f], strict=True):
+                    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+                    centre = frames[f, cy - 1 : cy + 1, cx - 1 : cx + 1].reshape(-1, 3).mean(0)
+                    expected = _colour_at(objects[oid], f)
+                    assert _nearest_colour(centre) == expected
+                    assert np.abs(centre - COLOURS[expected]).max() < 45
+                    # Negative control: the same spot one window to the side is not this colour.
+                    sx = cx + 16 if cx + 16 < 64 else cx - 16
+                    side = frames[f, cy, sx]
+                    assert np.abs(side - COLOURS[expected]).max() > 60 or any(
+                        b[0] <= sx < b[2] and b[1] <= cy < b[3] for b in gt["boxes"][f]
+                    )
+                    outside[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2] = False
+                    checked += 1
+                diff = np.abs(frames[f] - background)[outside]
+                assert diff.mean() < 4 and diff.max() < 40
+    assert checked > 100
+
+
+# --- answers consistent with the scene ---------------------------------------------------------
+
+
+def _check_answer(row: dict, gt: dict) -> None:
+    """Re-derive the answer from ground truth alone (boxes, ids, object metadata)."""
+    qtype, answer = row["question_type"], row["answer"]
+    objects = {o["id"]: o for o in gt["objects"]}
+    sampled = gt["sampled_frames"]
+    assert sampled == [0, 5, 9, 14, 18, 23, 27, 31]
+    present = [set(gt["object_ids"][f]) for f in sampled]
+    seen = {oid: [i for i, ids in enumerate(present) if oid in ids] for oid in objects}
+    if qtype in ("colour", "shape", "direction"):
+        movers = [o for o in objects.values() if o["direction"] is not None]
+        assert len(movers) == 1
+        mover = movers[0]
+        assert answer == {"colour": mover["colour"], "shape": mover["shape"]}.get(
+            qtype, mover["direction"]
+        )
+        boxes = [
+            gt["boxes"][f][gt["object_ids"][f].index(mover["id"])]
+            for f in (sampled[0], sampled[-1])
+        ]
+        dx = (boxes[1][0] + boxes[1][2] - boxes[0][0] - boxes[0][2]) / 2
+        dy = (boxes[1][1] + boxes[1][3] - boxes[0][1] - boxes[0][3]) / 2
+        moved = {"left": -dx, "right": dx, "up": -dy, "down": dy}
+        assert moved[mover["direction"]] >= 20 and min(abs(dx), abs(dy)) == 0
+        for other in objects.values():  # every other object is static and not needle-like
+            if other is not mover:
+                assert len(seen[other["id"]]) >= 3
+    elif qtype == "count":
+        assert len(set().union(*present)) == COUNT_WORDS.index(answer) + 1
+    elif qtype == "which_first":
+        by_colour = {o["colour"]: o["id"] for o in objects.values()}
+        first = {c: seen[by_colour[c]][0] for c in row["options"]}
+        assert len(row["options"]) == 2 and answer in row["options"]
+        other = next(c for c in row["options"] if c != answer)
+        assert first[answer] < first[other]
+    elif qtype == "changed":
+        colour = row["question"].split("the ")[1].split(" object")[0]
+        target = next(o for o in objects.values() if o["colour"] == colour)
+        colours = {_colour_at(target, f) for f in sampled}
+        assert answer == ("yes" if len(colours) == 2 else "no")
+    elif qtype == "needle":
+        needles = [o for o in objects.values() if o["needle"]]
+        assert len(needles) == 1 and needles[0]["colour"] == answer
+        assert 1 <= len(seen[needles[0]["id"]]) <= 2
+        assert all(len(seen[o]) == 8 for o in objects if o != needles[0]["id"])
+    else:
+        raise AssertionError(qtype)
+
+
+def test_written_answers_consistent_with_scene(bench):
+    for split in SPLITS:
+        for row in _rows(bench, split):
+            _check_answer(row, json.loads((bench / row["ground_truth"]).read_text()))
+
+
+def test_many_answers_consistent_and_robust_to_frame_mapping():
+    """On 140 planned clips (rendered, not encoded): answers hold, objects never overlap, and the
+    sampled content is the same whether timestamps map to floor or ceil source frames."""
+    args = GenerationArgs(train=0, val=140, seed=11)
+    guards = sample_guards(args.num_frames, args.fps)
+    for cid, scene in plan_scenes(args)["validation"]:
+        frames, boxes, ids = render_clip(scene)
+        gt = ground_truth(scene, boxes, ids)
+        row = gen_module.qa_row(args, "validation", cid, scene)
+        _check_answer(row, gt)
+        for f in range(scene.num_frames):
+            masks = np.zeros((64, 64), dtype=int)
+            for x0, y0, x1, y1 in boxes[f]:
+                masks[y0:y1, x0:x1] += 1
+            assert masks.max() <= 1
+        for lo, hi in guards:
+            assert ids[lo] == ids[hi]
+            assert np.array_equal(frames[lo] != frames[lo], frames[hi] != frames[hi])
+            assert [o.colour_at(lo) for o in scene.objects] == [
+                o.colour_at(hi) for o in scene.objects
+            ]
+
+
+def test_frame_mapping_check_detects_events_inside_a_guard():
+    """Negative control for the floor/ceil invariance above: a colour change placed between the
+    two frames of one guard makes the sampled content depend on the mapping."""
+    lo, hi = sample_guards(32, 8)[3]
+    obj = SceneObject(0, "square", 10, "red", 0.0, 0.0, new_colour="blue", change_frame=hi)
+    assert lo < hi and obj.colour_at(lo) != obj.colour_at(hi)
+
+
+def test_static_objects_stay_inside_one_window():
+    args = GenerationArgs(train=0, val=70, seed=5)
+    for _, scene in plan_scenes(args)["validation"]:
+        for obj in scene.objects:
+            if obj.direction is None:
+                x, y = obj.position(0)
+                assert x // 16 == (x + obj.size - 1) // 16 and y // 16 == (y + obj.size - 1) // 16
+
+
+def test_sampled_frames_and_guards():
+    assert sampled_frames(32, 8) == [0, 5, 9, 14, 18, 23, 27, 31]
+    assert sample_guards(32, 8)[2] == (9, 10)
+    with pytest.raises(ValueError, match="too short"):
+        sample_guards(12, 8)
+
+
+# --- ensure_synthetic --------------------------------------------------------------------------
+
+
+def test_ensure_synthetic_idempotent_and_refuses_other_args(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    assert ensure_synthetic(root, 3, 2, seed=1) == root.absolute()
+    marker = root / "raw" / "synthetic" / MARKER
+    assert json.loads(marker.read_text())["seed"] == 1
+    before = _metadata_files(root)
+
+    def boom(*a, **k):
+        raise AssertionError("must not regenerate")
+
+    monkeypatch.setattr(gen_module, "generate", boom)
+    assert ensure_synthetic(root, 3, 2, seed=1) == root.absolute()
+    with pytest.raises(ValueError, match=r"different arguments.*'seed': \(1, 2\).*force"):
+        ensure_synthetic(root, 3, 2, seed=2)
+    monkeypatch.undo()
+    assert _metadata_files(root) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [
+        ".data.synthetic.lock"
+    ]  # no leftover temporary tree
+
+    # force replaces the old dataset, including its videos
+    old_videos = [root / r["video"] for r in _rows(root, "validation")]
+    ensure_synthetic(root, 3, 2, seed=2, force=True)
+    assert json.loads(marker.read_text())["seed"] == 2
+    assert not any(p.exists() for p in old_videos)
+    assert all((root / r["video"]).is_file() for r in _rows(root, "validation"))
+
+
+def test_ensure_synthetic_into_existing_root_and_refuses_foreign_folder(tmp_path):
+    root = tmp_path / "data"
+    (root / "other").mkdir(parents=True)
+    ensure_synthetic(root, 2, 1, seed=0)
+    assert (root / "other").is_dir() and (root / "raw/synthetic" / MARKER).is_file()
+    assert all((root / r["video"]).is_file() for r in _rows(root, "train"))
+    foreign = tmp_path / "foreign"
+    (foreign / "raw" / "synthetic").mkdir(parents=True)
+    (foreign / "raw" / "synthetic" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="no .complete marker"):
+        ensure_synthetic(foreign, 2, 1, seed=0)
+
+
+def test_ensure_synthetic_concurrent_callers_generate_once(tmp_path, monkeypatch):
+    calls = []
+    real = gen_module.generate
+    gate = threading.Barrier(2)
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(gen_module, "generate", counting)
+    errors = []
+
+    def worker():
+        try:
+            gate.wait()
+            ensure_synthetic(tmp_path / "data", 2, 1, seed=4)
+        except Exception as err:  # collected for the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(calls) == 1
+    assert len(_rows(tmp_path / "data", "train")) == 2
+
+
+def test_bad_arguments_name_the_field():
+    with pytest.raises(ValueError, match="size=30"):
+        GenerationArgs(train=1, val=1, seed=0, size=30)
+    with pytest.raises(ValueError, match="too short"):
+        GenerationArgs(train=1, val=1, seed=0, duration=1.0)
+    with pytest.raises(ValueError, match="name="):
+        GenerationArgs(train=1, val=1, seed=0, name="a/b")
+    with pytest.raises(ValueError, match="train\\+val"):
+        GenerationArgs(train=0, val=0, seed=0)
+
+
+# --- statistics and CLI ------------------------------------------------------------------------
+
+
+def test_plan_is_balanced():
+    plan = plan_split(700, np.random.default_rng(0))
+    for qtype in QUESTION_TYPES:
+        answers = [a for t, a, _ in plan if t == qtype]
+        assert len(answers) == 100
+        counts = [answers.count(a) for a in ANSWER_SETS[qtype]]
+        assert max(counts) - min(counts) <= 1
+    first = [v for t, _, v in plan if t == "which_first"]
+    assert abs(first.count(0) - first.count(1)) <= 1
+
+
+def test_dry_run_chance_and_balance():
+    stats = dry_run(0, 500, seed=0)
+    val = stats["splits"]["validation"]
+    assert stats["chance_overall"] == val["chance_overall"] <= 0.35
+    assert val["chance_per_type"] == {
+        "colour": 0.1667,
+        "shape": 0.25,
+        "direction": 0.25,
+        "count": 0.25,
+        "which_first": 0.5,
+        "changed": 0.5,
+        "needle": 0.1667,
+    }
+    counts = val["rows_per_type"].values()
+    assert max(counts) - min(counts) <= 1
+    for qtype, rate in val["majority_rate"].items():
+        assert rate <= 1 / len(ANSWER_SETS[qtype]) + 0.05
+    pos = val["which_first_answer_position"]
+    assert abs(pos["first_named"] - pos["second_named"]) <= 1
+
+
+def test_cli_generates_and_reports_mismatch(tmp_path, capsys):
+    root = tmp_path / "cli"
+    args = ["--root", str(root), "--train", "2", "--val", "2", "--seed", "9"]
+    assert cli_main(args) == 0
+    assert "benchmark ready" in capsys.readouterr().out
+    assert len(_rows(root, "validation")) == 2
+    assert cli_main([*args[:-1], "10"]) == 2
+    assert "different arguments" in capsys.readouterr().err
+    assert cli_main([*args, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["clips"] == {"train": 2, "validation": 2}
