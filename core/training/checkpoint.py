@@ -1,0 +1,117 @@
+"""Atomic training checkpoints that load with `torch.load(weights_only=True)`.
+
+A checkpoint is a dict of tensors and plain containers (model/optimizer/scheduler state dicts, step,
+RNG states). RNG states are converted to tensors/lists/ints here so the safe unpickler accepts them;
+nothing executable is ever unpickled. `last.pt` is replaced atomically; the previous one is kept as
+`prev.pt` so a checkpoint corrupted by the storage layer still leaves one to resume from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.io import fsync_dir
+
+LAST = "last.pt"
+PREVIOUS = "prev.pt"
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], state: dict[str, Any], keep_previous: bool = True
+) -> Path:
+    """Write `state` to `path` atomically; with `keep_previous`, the file it replaces becomes
+    `prev.pt` in the same directory."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and target.exists():
+            os.replace(target, target.with_name(PREVIOUS))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU with the safe (weights-only) unpickler."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{p}: checkpoint not found. Fix: check train.init_from / the cell dir."
+        )
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{p}: expected a dict checkpoint, got {type(state).__name__}")
+    return state
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """`last.pt` if it loads, else `prev.pt` if it loads, else None (a fresh start)."""
+    d = Path(directory)
+    for name in (LAST, PREVIOUS):
+        p = d / name
+        if not p.is_file():
+            continue
+        try:
+            torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # a torn or corrupted file: fall back to the older one
+            continue
+        return p
+    return None
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU + every CUDA device) RNG states as weights-only-safe values."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state` (a CUDA state is restored only when CUDA is available)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    keys = np.asarray(npst["keys"].numpy() if torch.is_tensor(npst["keys"]) else npst["keys"])
+    np.random.set_state(
+        (
+            npst["kind"],
+            keys.astype(np.uint32),
+            int(npst["pos"]),
+            int(npst["has_gauss"]),
+            float(npst["cached_gaussian"]),
+        )
+    )
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = [s.to(torch.uint8).cpu() for s in state["cuda"]]
+        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])

@@ -1,0 +1,221 @@
+"""Run loggers: metrics.jsonl is the source of truth, W&B an optional mirror.
+
+`make_logger` is the one entry point the cell runner uses. Rank 0 always writes JSONL and, unless
+W&B is disabled, mirrors to W&B; other ranks get a no-op logger. A W&B failure (missing package,
+no API key online, network trouble) never stops a cell: it warns and continues JSONL-only. The API
+key is read by wandb from the environment and never written to any file we write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from core.config.train import LoggingConfig
+from core.io import append_jsonl, read_json, write_json_atomic
+
+PHASES = ("train", "eval")
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+WANDB_RECORD = "wandb_run.json"
+KEY_SEP = "/"  # replaces "." in config keys sent to W&B (its filters mishandle dotted keys)
+_LEGACY_MODES = {"dryrun": "offline", "run": "online"}
+
+
+class RunLogger:
+    """Interface: `log` a metrics dict at a step of a phase, set final `summary` values, `finish`.
+    The base class is the no-op logger given to non-zero ranks."""
+
+    def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
+        _check_phase(phase)
+
+    def summary(self, d: dict[str, Any]) -> None:
+        return None
+
+    def finish(self, exit_code: int = 0) -> None:
+        return None
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise ValueError(f"phase={phase!r}: unknown logging phase. Fix: use one of {PHASES}.")
+
+
+class JsonlLogger(RunLogger):
+    """Appends {"step", "phase", "time" (unix seconds), **metrics} to metrics.jsonl; the summary
+    goes to summary.json next to it (merged across calls, written atomically)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.summary_path = self.path.with_name(SUMMARY_FILE)
+
+    def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
+        _check_phase(phase)
+        reserved = {"step", "phase", "time"} & set(metrics)
+        if reserved:
+            raise ValueError(f"metric keys {sorted(reserved)} are reserved; rename them")
+        append_jsonl(self.path, {"step": int(step), "phase": phase, "time": time.time(), **metrics})
+
+    def summary(self, d: dict[str, Any]) -> None:
+        current = read_json(self.summary_path) if self.summary_path.is_file() else {}
+        current.update(d)
+        write_json_atomic(self.summary_path, current)
+
+
+class WandbLogger(RunLogger):
+    """Mirror to an already-initialised W&B run. Logging errors warn once and disable the mirror."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self._broken = False
+        run.define_metric("step")
+        run.define_metric("*", step_metric="step")
+
+    def _guard(self, what: str, fn: Any) -> None:
+        if self._broken:
+            return
+        try:
+            fn()
+        except Exception as exc:  # W&B must never take a cell down
+            self._broken = True
+            warnings.warn(f"W&B {what} failed ({exc!r}); continuing with JSONL only", stacklevel=3)
+
+    def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
+        _check_phase(phase)
+        # An explicit "step" metric (not wandb's own step counter) tolerates the repeated steps of a
+        # requeued run that resumes from its last checkpoint.
+        self._guard("log", lambda: self.run.log({**metrics, "step": int(step)}))
+
+    def summary(self, d: dict[str, Any]) -> None:
+        self._guard("summary", lambda: self.run.summary.update(dict(d)))
+
+    def finish(self, exit_code: int = 0) -> None:
+        self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
+
+
+class CompositeLogger(RunLogger):
+    def __init__(self, loggers: list[RunLogger]) -> None:
+        self.loggers = list(loggers)
+
+    def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
+        for lg in self.loggers:
+            lg.log(metrics, step, phase)
+
+    def summary(self, d: dict[str, Any]) -> None:
+        for lg in self.loggers:
+            lg.summary(d)
+
+    def finish(self, exit_code: int = 0) -> None:
+        for lg in self.loggers:
+            lg.finish(exit_code)
+
+
+def resolve_wandb_mode(cfg: LoggingConfig, env: dict[str, str] | None = None) -> str:
+    """WANDB_MODE in the environment wins; else `auto` → online with WANDB_API_KEY, else offline."""
+    env = os.environ if env is None else env
+    forced = env.get("WANDB_MODE", "").strip().lower()
+    if forced:
+        forced = _LEGACY_MODES.get(forced, forced)
+        if forced not in ("online", "offline", "disabled"):
+            raise ValueError(
+                f"WANDB_MODE={forced!r}: unsupported W&B mode. Fix: use online, offline or disabled."
+            )
+        return forced
+    if cfg.wandb == "auto":
+        return "online" if env.get("WANDB_API_KEY") else "offline"
+    return cfg.wandb
+
+
+def wandb_config(flat_config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Dot-free keys ("pruning.ratio" → "pruning/ratio") plus extras such as cell_id; any value
+    equal to the API key is redacted so a misplaced secret never reaches W&B."""
+    secret = os.environ.get("WANDB_API_KEY")
+    out = {}
+    for key, value in {**flat_config, **extra}.items():
+        if secret and isinstance(value, str) and secret in value:
+            value = "<redacted>"
+        out[key.replace(".", KEY_SEP)] = value
+    return out
+
+
+def _init_wandb(
+    cfg: LoggingConfig,
+    mode: str,
+    cell_dir: Path,
+    run_name: str,
+    cell_id: str,
+    flat_config: dict[str, Any],
+    attempt: int,
+    group: str,
+) -> RunLogger | None:
+    run_id = cell_id if mode == "online" else f"{cell_id}-a{attempt}"
+    record = {
+        "mode": mode,
+        "id": run_id,
+        "project": cfg.project,
+        "group": group,
+        "name": run_name,
+        "dir": str(cell_dir / "wandb"),
+    }
+    try:
+        import wandb
+
+        (cell_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {}
+        if mode == "online":
+            kwargs["resume"] = "allow"  # a requeued cell continues its online run
+        run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity or None,
+            group=group,
+            job_type=cfg.job_type,
+            tags=list(cfg.tags),
+            name=run_name,
+            config=wandb_config(flat_config, cell_id=cell_id, attempt=attempt),
+            dir=str(cell_dir),
+            id=run_id,
+            mode=mode,
+            reinit="finish_previous",
+            **kwargs,
+        )
+    except Exception as exc:
+        warnings.warn(
+            f"W&B init ({mode}) failed for cell {cell_id}: {exc!r}. Continuing with "
+            f"{METRICS_FILE} only; set logging.wandb=offline (or WANDB_MODE=offline) to keep a "
+            "local W&B copy, or disabled to silence this.",
+            stacklevel=3,
+        )
+        return None
+    write_json_atomic(cell_dir / WANDB_RECORD, record)
+    return WandbLogger(run)
+
+
+def make_logger(
+    cfg: LoggingConfig,
+    cell_dir: str | os.PathLike[str],
+    run_name: str,
+    cell_id: str,
+    flat_config: dict[str, Any],
+    attempt: int = 1,
+    rank: int = 0,
+    group: str | None = None,
+) -> RunLogger:
+    """JSONL (+ W&B mirror unless disabled) on rank 0, a no-op logger elsewhere.
+
+    The W&B group is `cfg.group`, else `group` (the grid name), else the name of the cell dir's
+    parent (the grid folder of results/<grid>/<cell_id>)."""
+    if rank != 0:
+        return RunLogger()
+    cell_path = Path(cell_dir)
+    cell_path.mkdir(parents=True, exist_ok=True)
+    loggers: list[RunLogger] = [JsonlLogger(cell_path / METRICS_FILE)]
+    mode = resolve_wandb_mode(cfg)
+    if mode != "disabled":
+        group = cfg.group or group or cell_path.resolve().parent.name
+        wb = _init_wandb(cfg, mode, cell_path, run_name, cell_id, flat_config, attempt, group)
+        if wb is not None:
+            loggers.append(wb)
+    return CompositeLogger(loggers)
