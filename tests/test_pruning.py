@@ -26,8 +26,13 @@ def _tower(method: str, ratio: float, seed: int = 0, **extra) -> VisionTower:
 def _encode(tower: VisionTower, batch: dict, train: bool = False):
     tower.train(train)
     om = batch.get("object_mask")
-    return tower(batch["pixel_values"], batch["frame_mask"], sample_keys=batch["sample_key"],
-                 object_mask=om, step=0)
+    return tower(
+        batch["pixel_values"],
+        batch["frame_mask"],
+        sample_keys=batch["sample_key"],
+        object_mask=om,
+        step=0,
+    )
 
 
 def _with_objects(batch: dict) -> dict:
@@ -52,8 +57,17 @@ def test_ratio_zero_and_none_are_the_unpruned_model():
 @pytest.mark.parametrize("frames", [2, 3, 4])
 def test_kept_count_matches_the_single_formula(method, ratio, frames):
     torch.manual_seed(0)
-    cfg = tiny_config(pruning={"method": method, "ratio": ratio},
-                      data={"max_frames": frames, "ground_truth": method == "oracle"})
+    sections = {
+        "pruning": {"method": method, "ratio": ratio},
+        "data": {"max_frames": frames, "ground_truth": method == "oracle"},
+    }
+    prunable = (frames - 1) * 4 if method == "scorer" else frames * 4
+    if budget.pruned_tokens(frames, 4, ratio) > prunable:
+        # STTS keeps frame 0 whole; a budget it cannot meet is refused before any model is built
+        with pytest.raises(ConfigError, match="pruning.ratio"):
+            tiny_config(**sections)
+        return
+    cfg = tiny_config(**sections)
     tower = VisionTower(cfg)
     batch = _with_objects(video_batch(cfg, batch=3))
     batch["frame_mask"][1, -1] = False
@@ -154,12 +168,20 @@ def test_easy_prunes_the_static_windows_of_a_clip_with_one_moving_square():
     cfg = tiny_config(pruning={"method": "easy", "ratio": 0.375, "new_ref_threshold": 0.5})
     tower = VisionTower(cfg)
     clip = _moving_square_clip()
-    batch = {"pixel_values": clip[None], "frame_mask": torch.ones(1, 4, dtype=torch.bool),
-             "sample_key": torch.zeros(1, dtype=torch.long)}
+    batch = {
+        "pixel_values": clip[None],
+        "frame_mask": torch.ones(1, 4, dtype=torch.bool),
+        "sample_key": torch.zeros(1, dtype=torch.long),
+    }
     keep = _encode(tower, batch).diagnostics["keep"][0]  # (F, W)
     win = tower.windows
-    pixels = win.gather(clip.permute(0, 2, 3, 1).reshape(4, 32, 32, 3)
-                        .unfold(1, 8, 8).unfold(2, 8, 8).reshape(4, 16, -1))
+    pixels = win.gather(
+        clip.permute(0, 2, 3, 1)
+        .reshape(4, 32, 32, 3)
+        .unfold(1, 8, 8)
+        .unfold(2, 8, 8)
+        .reshape(4, 16, -1)
+    )
     changed = torch.zeros(4, 4, dtype=torch.bool)
     changed[1:] = (pixels[1:] - pixels[:-1]).abs().flatten(2).amax(-1) > 0
     assert int((~keep).sum()) == 6
@@ -182,8 +204,9 @@ def test_random_changes_with_the_seed_and_not_otherwise():
     # a clip's draw does not depend on its batch neighbours
     tower = _tower("random", 0.5)
     alone = {k: v[1:] for k, v in batch.items()}
-    assert torch.equal(_encode(tower, alone).diagnostics["keep"][0],
-                       _encode(tower, batch).diagnostics["keep"][1])
+    assert torch.equal(
+        _encode(tower, alone).diagnostics["keep"][0], _encode(tower, batch).diagnostics["keep"][1]
+    )
 
 
 def test_oracle_keeps_the_object_windows():
@@ -209,8 +232,10 @@ def test_all_padded_clip_stays_finite_when_pruned():
         ({"pruning": {"method": "random", "ratio": -0.1}}, "pruning.ratio"),
         ({"pruning": {"method": "easy", "ratio": 0.5, "prune_at": 4}}, "pruning.prune_at"),
         ({"pruning": {"method": "scorer", "ratio": 0.5, "prune_at": 3}}, "pruning.prune_at"),
-        ({"pruning": {"method": "scorer", "ratio": 0.5}, "connector": {"window": 3}},
-         "connector.window"),
+        (
+            {"pruning": {"method": "scorer", "ratio": 0.5}, "connector": {"window": 3}},
+            "connector.window",
+        ),
         ({"pruning": {"method": "stts"}}, "pruning.method"),
         ({"pruning": {"method": "oracle", "ratio": 0.5}}, "data.ground_truth"),
         ({"pruning": {"method": "scorer", "ratio": 0.9}}, "keeps the first frame"),
