@@ -1,0 +1,159 @@
+"""Seeds → mean ± std per (grid, arch, method, ratio, layer), with Δ and speed-ups vs unpruned.
+
+The unpruned reference of a cell is the done cell with method "none" of the same grid, arch and seed
+(the same layer when several exist). Δ accuracy, speed-ups and memory ratio are computed per seed
+against that seed's reference and then averaged, so a group is compared with exactly its seed set.
+Only done cells enter a mean; the others are counted, named in `states` and `flag`, never averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import STATES
+
+GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer")
+REFERENCE_METHOD = "none"
+METHOD_ORDER = ("none", "random", "easy", "heuristic", "scorer", "oracle")
+ARCH_ORDER = ("joint_decoder", "cross_attention", "mot", "moma")
+
+BASE_METRICS = (
+    "accuracy",
+    "chance",
+    "train_loss",
+    "caption_loss",
+    "caption_perplexity",
+    "eval_samples",
+    "bad_samples",
+    "vision_tokens_llm",
+    "vision_tokens_full",
+    "kept_fraction",
+    "vit_gflops",
+    "connector_gflops",
+    "llm_gflops",
+    "total_gflops",
+    "train_step_s",
+    "eval_clips_per_s",
+    "prefill_latency_s",
+    "peak_memory_mb",
+    "wall_s",
+)
+DERIVED = ("delta_accuracy", "speedup_step", "speedup_gflops", "memory_ratio")
+_REF_INPUTS = ("accuracy", "train_step_s", "total_gflops", "peak_memory_mb")
+
+
+def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (reference
+    train_step_s / cell's), speedup_gflops (reference total_gflops / cell's) and memory_ratio
+    (cell peak_memory_mb / reference's); NaN where the cell or its reference is not done."""
+    out = cells.reset_index(drop=True).copy()
+    ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
+    done_refs = out[(out["state"] == "done") & (out["method"] == REFERENCE_METHOD)]
+    refs = done_refs[["grid", "arch", "seed", "layer", *ref_cols]].rename(columns=ref_cols)
+    keys = ["grid", "arch", "seed"]
+    exact = refs.drop_duplicates([*keys, "layer"])
+    fallback = refs.sort_values("layer").drop_duplicates(keys).drop(columns="layer")
+    base = out[keys + ["layer"]].reset_index()
+    matched = base.merge(exact, on=[*keys, "layer"], how="left").set_index("index")
+    other = base.merge(fallback, on=keys, how="left").set_index("index")
+    matched = matched.combine_first(other).reindex(out.index)
+    is_done = out["state"] == "done"
+    for col in ("ref_cell_id", "ref_accuracy", *DERIVED):
+        out[col] = np.nan
+    out["ref_cell_id"] = matched["ref_cell_id"].where(is_done).astype(object)
+
+    def col(frame: pd.DataFrame, name: str) -> pd.Series:
+        values = frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+        return pd.to_numeric(values, errors="coerce").where(is_done)
+
+    def ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+        return num / den.where(den > 0)
+
+    out["ref_accuracy"] = col(matched, "ref_accuracy")
+    out["delta_accuracy"] = col(out, "accuracy") - out["ref_accuracy"]
+    out["speedup_step"] = ratio(col(matched, "ref_train_step_s"), col(out, "train_step_s"))
+    out["speedup_gflops"] = ratio(col(matched, "ref_total_gflops"), col(out, "total_gflops"))
+    out["memory_ratio"] = ratio(col(out, "peak_memory_mb"), col(matched, "ref_peak_memory_mb"))
+    return out
+
+
+def metric_columns(cells: pd.DataFrame) -> list[str]:
+    """Metrics to aggregate: the base set and derived ones (always, NaN when no cell has them, so
+    downstream tables never miss a column) plus every per-question-type accuracy present."""
+    extra = [c for c in cells.columns if c.startswith("acc_")]
+    return [*BASE_METRICS, *extra, *DERIVED]
+
+
+def aggregate(cells: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per group with n (done seeds), n_planned, per-state counts, `states`, `seeds`,
+    `flag`, and `<metric>_mean` / `<metric>_std` (sample std over done seeds; NaN when n < 2)."""
+    if "delta_accuracy" not in cells.columns:
+        cells = add_reference(cells)
+    metrics = list(metrics) if metrics is not None else metric_columns(cells)
+    rows = []
+    for key, members in cells.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        rows.append(_group_row(dict(zip(GROUP_KEYS, key, strict=True)), members, metrics))
+    agg = pd.DataFrame(rows)
+    if agg.empty:
+        cols = [*GROUP_KEYS, "n", "n_planned", "state", "states", "seeds", "flag"]
+        return pd.DataFrame(columns=cols + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
+    return sort_groups(agg)
+
+
+def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Order rows by grid, arch (canonical order), method (canonical order), ratio, layer."""
+    key = frame.assign(
+        _arch=frame["arch"].map(lambda a: _rank(a, ARCH_ORDER)),
+        _method=frame["method"].map(lambda m: _rank(m, METHOD_ORDER)),
+    )
+    cols = ["grid", "_arch", "arch", "_method", "method", "ratio", "layer"]
+    key = key.sort_values([c for c in cols if c in key.columns], na_position="last")
+    return key.drop(columns=["_arch", "_method"]).reset_index(drop=True)
+
+
+def group_state(counts: dict[str, int]) -> str:
+    """done (all seeds done), partial (some), or the non-done states joined, e.g. failed/missing."""
+    planned = sum(counts.values())
+    done = counts.get("done", 0)
+    if planned and done == planned:
+        return "done"
+    if done:
+        return "partial"
+    return "/".join(s for s in STATES if counts.get(s)) or "missing"
+
+
+def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict:
+    counts = {s: int((members["state"] == s).sum()) for s in STATES}
+    done = members[members["state"] == "done"]
+    row = dict(key)
+    row.update(n=len(done), n_planned=len(members), **{f"n_{s}": counts[s] for s in STATES})
+    row["state"] = group_state(counts)
+    row["states"] = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    row["seeds"] = ",".join(str(s) for s in sorted(done["seed"].dropna().tolist()))
+    row["n_ref"] = int(done["delta_accuracy"].notna().sum()) if "delta_accuracy" in done else 0
+    row["flag"] = _flag(members, done, counts, row["n_ref"], key["method"])
+    for m in metrics:
+        values = pd.to_numeric(done[m], errors="coerce") if m in done else pd.Series(dtype=float)
+        row[f"{m}_mean"] = values.mean() if values.notna().any() else np.nan
+        row[f"{m}_std"] = values.std(ddof=1) if values.notna().sum() >= 2 else np.nan
+    return row
+
+
+def _flag(
+    members: pd.DataFrame, done: pd.DataFrame, counts: dict[str, int], n_ref: int, method: str
+) -> str:
+    notes = [f"{n} {s}" for s, n in counts.items() if s != "done" and n]
+    if len(done) and n_ref < len(done) and method != REFERENCE_METHOD:
+        notes.append(f"no done reference for {len(done) - n_ref} seed(s)")
+    if "config_mismatch" in members:
+        mism = sorted({c for v in done["config_mismatch"].dropna() for c in str(v).split(",") if c})
+        if mism:
+            notes.append(f"config differs across seeds: {', '.join(mism)}")
+    return "; ".join(notes)
+
+
+def _rank(value: object, order: Sequence[str]) -> int:
+    return order.index(value) if value in order else len(order)

@@ -1,0 +1,124 @@
+"""Shared drawing for accuracy-vs-cost scatter plots with the Pareto frontier (figures b and c)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from analysis.pareto import FRONTIERS, NOT_ON_FRONTIER, frontier_mask
+from paper_figures.data import GridData, SkipFigure, mark_partial, pct
+from paper_figures.style import (
+    method_sort_key,
+    method_style,
+    new_figure,
+    paper_style,
+    save,
+    set_title,
+)
+
+
+def draw_frontier_figure(
+    data: GridData, out_dir: str | Path, name: str, frontier: str, xlabel: str, title: str
+) -> list[Path]:
+    """One panel per arch: every (method, ratio, layer) group as a point with seed error bars, the
+    frontier of that arch as a dashed line, and frontier points labelled with ratio/layer."""
+    xcol, _ = FRONTIERS[frontier]
+    done = data.done
+    if done.empty or xcol not in done or done[xcol].notna().sum() == 0:
+        raise SkipFigure(
+            f"no done cells with {xcol.removesuffix('_mean')} "
+            "(speed-ups need a done unpruned reference of the same arch and seed)"
+        )
+    rows = done[done[xcol].notna() & done["accuracy_mean"].notna()]
+    archs = data.archs
+    std_col = xcol.replace("_mean", "_std")
+    with paper_style():
+        fig = new_figure(3.3 * len(archs) + 0.4, 3.2)
+        axes = fig.subplots(1, len(archs), sharey=True, squeeze=False)[0]
+        for ax, arch in zip(axes, archs, strict=True):
+            part = rows[rows["arch"] == arch]
+            for method in sorted(part["method"].unique(), key=method_sort_key):
+                pts = part[part["method"] == method]
+                style = method_style(method)
+                ax.errorbar(
+                    pts[xcol],
+                    pct(pts["accuracy_mean"]),
+                    yerr=pct(pts["accuracy_std"]),
+                    xerr=pts.get(std_col),
+                    color=style.color,
+                    marker=style.marker,
+                    linestyle="none",
+                    label=style.label,
+                    zorder=3,
+                    markersize=9 if method == "none" else 6,
+                )
+                mark_partial(ax, pts[xcol].to_numpy(), pct(pts["accuracy_mean"]), pts, style)
+            front = part[frontier_mask(part, frontier)].sort_values(xcol)
+            ax.plot(
+                front[xcol],
+                pct(front["accuracy_mean"]),
+                color="#444444",
+                linestyle="--",
+                linewidth=1.0,
+                zorder=2,
+                label="Pareto frontier",
+            )
+            for _, r in front.iterrows():  # above the frontier is empty: labels go there
+                if r["method"] != "none":
+                    top = r["accuracy_mean"] + (
+                        r["accuracy_std"] if np.isfinite(r["accuracy_std"]) else 0.0
+                    )
+                    ax.annotate(
+                        f"r{r['ratio']:g}·l{int(r['layer'])}",
+                        (r[xcol], top * 100),
+                        xytext=(0, 4),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color="#444444",
+                        ha="center",
+                        va="bottom",
+                        zorder=6,
+                        bbox={
+                            "boxstyle": "round,pad=0.15",
+                            "fc": "white",
+                            "ec": "none",
+                            "alpha": 0.8,
+                        },
+                    )
+            ax.set_title(data.panel_title(arch, data.agg))
+            ax.set_xlabel(xlabel)
+            _pad_x(ax, part[xcol].to_numpy())
+        axes[0].set_ylabel("val accuracy (%)")
+        handles, labels = _unique_legend(axes)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7))
+        partial = (rows["n"] < rows["n_planned"]).any()
+        set_title(
+            fig,
+            f"{data.grid}: {title}",
+            "mean ± std over seeds; Pareto points labelled r<prune ratio>·l<ViT block>"
+            + (
+                f"; {', '.join(NOT_ON_FRONTIER)} (ground truth) not on the frontier"
+                if rows["method"].isin(NOT_ON_FRONTIER).any()
+                else ""
+            )
+            + ("; hollow = some seeds not done" if partial else ""),
+        )
+        return save(fig, out_dir, name)
+
+
+def _pad_x(ax, x: np.ndarray) -> None:
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.12 * (hi - lo or abs(hi) or 1.0)
+    ax.set_xlim(lo - pad, hi + 2 * pad)  # room on the right for the point labels
+
+
+def _unique_legend(axes):
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)

@@ -1,0 +1,118 @@
+"""One look for every figure: fonts, a fixed colour/marker per method, arch labels, saving.
+
+Figures are built with the object-oriented API on the Agg canvas (no pyplot state), and saved as PDF
+(TrueType fonts embedded) and PNG side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    label: str
+    color: str
+    marker: str
+
+
+# Okabe–Ito colours (colour-blind safe); STTS gets the strongest blue.
+METHOD_STYLES = {
+    "none": MethodStyle("unpruned", "#000000", "*"),
+    "random": MethodStyle("random", "#7f7f7f", "v"),
+    "easy": MethodStyle("easy", "#E69F00", "s"),
+    "heuristic": MethodStyle("heuristic", "#CC79A7", "D"),
+    "scorer": MethodStyle("STTS", "#0072B2", "o"),
+    "oracle": MethodStyle("oracle", "#009E73", "^"),
+}
+METHOD_ORDER = tuple(METHOD_STYLES)
+_FALLBACK_COLORS = ("#D55E00", "#56B4E9", "#8C564B", "#BCBD22", "#17BECF", "#9467BD")
+_FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
+
+ARCH_LABELS = {
+    "joint_decoder": "joint decoder",
+    "cross_attention": "cross-attention",
+    "mot": "MoT",
+    "moma": "MoMa",
+}
+
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9.5,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 6,
+    "errorbar.capsize": 2.5,
+    "pdf.fonttype": 42,
+    "hatch.linewidth": 0.8,
+}
+
+
+def method_style(method: str) -> MethodStyle:
+    """The fixed style of a known method; unknown names get a stable colour/marker from their hash."""
+    if method in METHOD_STYLES:
+        return METHOD_STYLES[method]
+    h = int(hashlib.sha1(str(method).encode()).hexdigest(), 16)
+    return MethodStyle(
+        str(method),
+        _FALLBACK_COLORS[h % len(_FALLBACK_COLORS)],
+        _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)],
+    )
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def arch_label(arch: str) -> str:
+    return ARCH_LABELS.get(arch, str(arch))
+
+
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """rcParams of the paper figures, restored afterwards."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure on the Agg canvas (inches), with constrained layout."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def set_title(fig: Figure, *parts: str) -> None:
+    """Figure title from parts (first = headline), wrapped to the figure width so it never spills."""
+    width_chars = max(30, int(fig.get_figwidth() * 12))
+    lines = [line for part in parts if part for line in textwrap.wrap(part, width_chars)]
+    fig.suptitle("\n".join(lines), fontsize=10)
+
+
+def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
+    """Write stem.pdf and stem.png into out_dir; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.pdf", out_dir / f"{stem}.png"]
+    for path in paths:
+        fig.savefig(path, dpi=dpi)
+    return paths

@@ -1,0 +1,404 @@
+"""Builds a realistic results tree (the results_format.md contract) with known numbers.
+
+Grid `prune_sweep`: archs joint_decoder, mot × methods none, random, easy, scorer × ratios 0.5, 0.7 ×
+layers 1, 2 × seeds 0, 1, 2 (method none: one cell per arch × seed, ratio 0, layer 1), with one failed,
+one missing, one running, one pending and one corrupt (incomplete) cell, one folder that is not in
+the plan, and keep_example.npz for scorer/easy/random. Grid `arch_sweep` (the mixed second grid): all
+four archs × none, scorer at ratio 0.5, layer 1, seeds 0, 1, where one seed ran with other train.steps,
+one result.json claims the wrong grid, and both cross_attention/scorer seeds failed.
+
+Every number follows the closed-form functions below, so tests can check against hand computation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ARCH_BASE = {"joint_decoder": 0.80, "mot": 0.76, "cross_attention": 0.74, "moma": 0.78}
+STEP_BASE = {"joint_decoder": 0.20, "mot": 0.25, "cross_attention": 0.16, "moma": 0.22}
+METHOD_DROP = {
+    "none": 0.0,
+    "random": 0.30,
+    "easy": 0.20,
+    "heuristic": 0.15,
+    "scorer": 0.10,
+    "oracle": 0.02,
+}
+SEED_OFFSET = {0: -0.01, 1: 0.0, 2: 0.01}
+QTYPE_OFFSET = {
+    "color": 0.05,
+    "shape": 0.03,
+    "direction": -0.02,
+    "count": -0.04,
+    "which-first": 0.0,
+    "change": 0.01,
+    "needle": -0.03,
+}
+FRAMES, PER_FRAME, SIDE = 8, 16, 4  # 8 frames × 4×4 connector windows
+VIT_DEPTH = 4
+HARDWARE = {
+    "device": "cpu",
+    "device_name": "fixture-cpu",
+    "threads": 2,
+    "torch": "2.13.0",
+    "hostname": "fixture-host",
+}
+
+PRUNE = dict(
+    archs=("joint_decoder", "mot"),
+    methods=("none", "random", "easy", "scorer"),
+    ratios=(0.5, 0.7),
+    layers=(1, 2),
+    seeds=(0, 1, 2),
+)
+ARCH = dict(
+    archs=("joint_decoder", "cross_attention", "mot", "moma"),
+    methods=("none", "scorer"),
+    ratios=(0.5,),
+    layers=(1,),
+    seeds=(0, 1),
+)
+SHORT = {"joint_decoder": "jd", "mot": "mot", "cross_attention": "xattn", "moma": "moma"}
+
+
+# ---- the closed-form numbers -------------------------------------------------------------------
+
+
+def accuracy(arch: str, method: str, ratio: float, layer: int, seed: int) -> float:
+    return ARCH_BASE[arch] - METHOD_DROP[method] * ratio - 0.01 * (layer - 1) + SEED_OFFSET[seed]
+
+
+def kept_tokens(ratio: float) -> int:
+    return FRAMES * PER_FRAME - math.floor(FRAMES * PER_FRAME * ratio + 1e-9)
+
+
+def step_seconds(arch: str, ratio: float, seed: int) -> float:
+    return STEP_BASE[arch] * (1 - 0.5 * ratio) * (1 + 0.1 * seed)
+
+
+def gflops(ratio: float, layer: int) -> dict[str, float]:
+    kept = kept_tokens(ratio)
+    full = FRAMES * PER_FRAME
+    early = layer + 1 if ratio > 0 else VIT_DEPTH
+    vit = 2.0 * early / VIT_DEPTH + 2.0 * (VIT_DEPTH - early) / VIT_DEPTH * kept / full
+    connector, llm = 0.05, 0.5 + 0.03 * kept
+    return {
+        "vit_gflops": vit,
+        "connector_gflops": connector,
+        "llm_gflops": llm,
+        "total_gflops": vit + connector + llm,
+    }
+
+
+def memory_mb(ratio: float) -> float:
+    return 400.0 + 2.0 * kept_tokens(ratio)
+
+
+# ---- the tree ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FixtureTree:
+    root: Path
+    grids: tuple[str, ...] = ("prune_sweep", "arch_sweep")
+    failed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    keep_methods: tuple[str, ...] = ("scorer", "easy", "random")
+
+
+def cell_name(arch: str, method: str, ratio: float, layer: int, seed: int) -> str:
+    return f"{SHORT[arch]}-{method}-r{ratio:g}-l{layer}-s{seed}"
+
+
+def cell_id(grid: str, name: str) -> str:
+    """A stable 10-hex id per (grid, name), like the launcher's config hash."""
+    return hashlib.sha256(f"{grid}:{name}".encode()).hexdigest()[:10]
+
+
+def expand(spec: dict) -> list[dict]:
+    """Axis dicts of a grid: method none collapses to ratio 0 and the first layer."""
+    cells = []
+    for arch in spec["archs"]:
+        for method in spec["methods"]:
+            ratios = (0.0,) if method == "none" else spec["ratios"]
+            layers = spec["layers"][:1] if method == "none" else spec["layers"]
+            for ratio in ratios:
+                for layer in layers:
+                    for seed in spec["seeds"]:
+                        cells.append(
+                            dict(arch=arch, method=method, ratio=ratio, layer=layer, seed=seed)
+                        )
+    return cells
+
+
+def build_grid(root: Path, grid: str, spec: dict) -> list[dict]:
+    """A plain grid where every cell is done (e.g. a paper-scale sweep); returns its axes."""
+    cells = expand(spec)
+    _write_plan(Path(root) / grid, grid, spec, cells)
+    for axes in cells:
+        name = cell_name(**axes)
+        _write_cell(Path(root) / grid / cell_id(grid, name), grid, name, axes, "done")
+    return cells
+
+
+def build_results_tree(root: Path) -> FixtureTree:
+    """Write both grids under `root` and return what was made."""
+    root = Path(root)
+    tree = FixtureTree(root=root)
+    _build_prune_sweep(root, tree)
+    _build_arch_sweep(root)
+    return tree
+
+
+def _build_prune_sweep(root: Path, tree: FixtureTree) -> None:
+    grid = "prune_sweep"
+    cells = expand(PRUNE)
+    _write_plan(root / grid, grid, PRUNE, cells)
+    special = {
+        cell_name("joint_decoder", "scorer", 0.7, 2, 2): "failed",
+        cell_name("mot", "random", 0.7, 1, 1): "missing",
+        cell_name("mot", "easy", 0.5, 2, 0): "running",
+        cell_name("mot", "easy", 0.5, 2, 1): "pending",
+        cell_name("joint_decoder", "random", 0.5, 2, 1): "corrupt",
+    }
+    for axes in cells:
+        name = cell_name(**axes)
+        kind = special.get(name, "done")
+        cell_dir = root / grid / cell_id(grid, name)
+        if kind == "missing":
+            tree.missing.append(name)
+            continue
+        if kind == "failed":
+            tree.failed.append(name)
+        _write_cell(cell_dir, grid, name, axes, kind)
+        if (
+            kind == "done"
+            and axes["ratio"] == 0.5
+            and axes["layer"] == 1
+            and axes["seed"] == 0
+            and axes["arch"] == "joint_decoder"
+            and axes["method"] in tree.keep_methods
+        ):
+            write_keep_example(cell_dir / "diagnostics" / "keep_example.npz", axes["method"], 0.5)
+    # A folder from an earlier plan: done, but not listed in plan.json.
+    stray = dict(arch="joint_decoder", method="heuristic", ratio=0.5, layer=1, seed=0)
+    name = cell_name(**stray)
+    _write_cell(root / grid / cell_id(grid, name), grid, name, stray, "done")
+    (root / grid / "_trash" / "old-cell").mkdir(parents=True)
+
+
+def _build_arch_sweep(root: Path) -> None:
+    grid = "arch_sweep"
+    cells = expand(ARCH)
+    _write_plan(root / grid, grid, ARCH, cells)
+    for axes in cells:
+        name = cell_name(**axes)
+        steps = (
+            200 if (axes["arch"], axes["method"], axes["seed"]) == ("moma", "scorer", 1) else 100
+        )
+        claimed = "prune_sweep" if name == cell_name("mot", "none", 0.0, 1, 0) else grid
+        kind = (
+            "failed" if (axes["arch"], axes["method"]) == ("cross_attention", "scorer") else "done"
+        )
+        _write_cell(
+            root / grid / cell_id(grid, name),
+            grid,
+            name,
+            axes,
+            kind,
+            steps=steps,
+            claimed_grid=claimed,
+        )
+
+
+def _write_plan(grid_dir: Path, grid: str, spec: dict, cells: list[dict]) -> None:
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    plan = {
+        "grid": grid,
+        "created": "2025-01-01T00:00:00+00:00",
+        "axes": {
+            "arch": list(spec["archs"]),
+            "method": list(spec["methods"]),
+            "ratio": list(spec["ratios"]),
+            "layer": list(spec["layers"]),
+            "seed": list(spec["seeds"]),
+        },
+        "cells": [
+            {"cell_id": cell_id(grid, cell_name(**a)), "name": cell_name(**a), "axes": a}
+            for a in cells
+        ],
+    }
+    (grid_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+
+
+def flat_config(axes: dict, steps: int) -> dict:
+    return {
+        "data.max_frames": FRAMES,
+        "data.frame_size": 64,
+        "data.data_root": "data/synthetic",
+        "fusion.arch": axes["arch"],
+        "pruning.method": axes["method"],
+        "pruning.ratio": axes["ratio"],
+        "pruning.prune_at": axes["layer"],
+        "pruning.seed": axes["seed"],
+        "train.seed": axes["seed"],
+        "train.steps": steps,
+        "train.device": "cpu",
+        "logging.wandb": "offline",
+    }
+
+
+def result_dict(grid: str, name: str, axes: dict, steps: int = 100) -> dict:
+    arch, method, ratio, layer, seed = (
+        axes[k] for k in ("arch", "method", "ratio", "layer", "seed")
+    )
+    acc = accuracy(arch, method, ratio, layer, seed)
+    kept = kept_tokens(ratio)
+    flops = gflops(ratio, layer)
+    return {
+        "cell_id": cell_id(grid, name),
+        "grid": grid,
+        "name": name,
+        "axes": axes,
+        "config": flat_config(axes, steps),
+        "metrics": {
+            "accuracy": acc,
+            "accuracy_by_type": {t: acc + off for t, off in QTYPE_OFFSET.items()},
+            "count_by_type": dict.fromkeys(QTYPE_OFFSET, 10),
+            "chance": 0.3,
+            "caption_loss": None,
+            "caption_perplexity": None,
+            "train_loss": 1.5 - acc,
+            "eval_samples": 70,
+            "bad_samples": 0,
+        },
+        "efficiency": {
+            "vision_tokens_llm": kept,
+            "vision_tokens_full": FRAMES * PER_FRAME,
+            "kept_fraction": kept / (FRAMES * PER_FRAME),
+            **flops,
+            "train_step_s": step_seconds(arch, ratio, seed),
+            "eval_clips_per_s": 50.0 / (1 - ratio / 2),
+            "prefill_latency_s": 0.01 * kept / 128,
+            "peak_memory_mb": memory_mb(ratio),
+        },
+        "hardware": dict(HARDWARE),
+        "timing": {"wall_s": 60.0, "train_s": 50.0, "eval_s": 10.0},
+        "git_commit": "abc1234",
+        "finished": "2025-01-01T01:00:00+00:00",
+    }
+
+
+def _write_cell(
+    cell_dir: Path,
+    grid: str,
+    name: str,
+    axes: dict,
+    kind: str,
+    steps: int = 100,
+    claimed_grid: str | None = None,
+) -> None:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    cid = cell_dir.name
+    config = {
+        "data": {"max_frames": FRAMES, "frame_size": 64},
+        "fusion": {"arch": axes["arch"]},
+        "pruning": {"method": axes["method"], "ratio": axes["ratio"], "prune_at": axes["layer"]},
+        "train": {"seed": axes["seed"], "steps": steps},
+        "cell": {"cell_id": cid, "grid": grid, "name": name, "axes": axes, "overrides": []},
+    }
+    (cell_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    state = {"done": "done", "corrupt": "running"}.get(kind, kind)
+    status = {
+        "state": state,
+        "attempts": 2 if kind == "failed" else 1,
+        "host": "fixture-host",
+        "git_commit": "abc1234",
+        "started": "2025-01-01T00:00:00+00:00",
+        "updated": "2025-01-01T01:00:00+00:00",
+        "finished": None,
+        "error": "RuntimeError: loss is NaN at step 40" if kind == "failed" else None,
+        "failed_step": 40 if kind == "failed" else None,
+        "job_ids": ["101_3"],
+        "step": 40 if kind in ("failed", "running") else (steps if kind == "done" else 0),
+    }
+    if kind == "running":
+        status["updated"] = datetime.now(UTC).isoformat()
+    (cell_dir / "status.json").write_text(json.dumps(status))
+    if kind in ("pending",):
+        return
+    acc = accuracy(axes["arch"], axes["method"], axes["ratio"], axes["layer"], axes["seed"])
+    lines = [
+        {
+            "step": s,
+            "phase": "train",
+            "time": 0.2 * s,
+            "train/loss": 2.0 - acc * s / steps,
+            "train/lr": 1e-3,
+        }
+        for s in range(0, steps + 1, max(steps // 4, 1))
+    ]
+    if kind == "done":
+        lines.append({"step": steps, "phase": "eval", "time": 0.2 * steps, "val/accuracy": acc})
+    (cell_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    if kind == "corrupt":
+        (cell_dir / "result.json").write_text('{"cell_id": "trunc')
+    elif kind == "done":
+        result = result_dict(grid, name, axes, steps)
+        result["grid"] = claimed_grid or grid
+        (cell_dir / "result.json").write_text(json.dumps(result, indent=1))
+
+
+# ---- keep example -------------------------------------------------------------------------------
+
+
+def keep_mask(method: str, ratio: float, seed: int = 0) -> np.ndarray:
+    """(F, 4, 4) keep mask with exactly kept_tokens(ratio) True; scorer/easy keep frame 0 whole."""
+    rng = np.random.default_rng(seed + sum(map(ord, method)))
+    kept = kept_tokens(ratio)
+    scores = rng.random((FRAMES, SIDE, SIDE))
+    if method in ("scorer", "easy"):
+        scores[0] = 10.0  # first frame kept whole
+    if method == "scorer":
+        for f in range(FRAMES):  # windows on the object's path score high
+            scores[f, 1, min(f // 2, SIDE - 1)] += 5.0
+    order = np.argsort(-scores.ravel(), kind="stable")
+    keep = np.zeros(FRAMES * SIDE * SIDE, dtype=bool)
+    keep[order[:kept]] = True
+    return keep.reshape(FRAMES, SIDE, SIDE)
+
+
+def clip_frames(size: int = 64) -> np.ndarray:
+    """A gradient background with a red square moving right."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    frames = np.zeros((FRAMES, size, size, 3), dtype=np.uint8)
+    for f in range(FRAMES):
+        frames[f, ..., 0] = 60 + xx // 2
+        frames[f, ..., 1] = 80 + yy // 2
+        frames[f, ..., 2] = 120
+        x0 = 4 + f * 6
+        frames[f, 20:28, x0 : x0 + 8] = (230, 30, 30)
+    return frames
+
+
+def write_keep_example(path: Path, method: str, ratio: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        frames=clip_frames(),
+        keep=keep_mask(method, ratio),
+        window=np.int64(2),
+        clip_id=np.array("00001234"),
+        question=np.array("which way does the red square move?"),
+        answer=np.array("right"),
+        method=np.array(method),
+        ratio=np.array(ratio),
+    )
