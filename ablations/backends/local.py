@@ -1,0 +1,80 @@
+"""submitit LocalExecutor with our own concurrency cap (it has none) and explicit time limits.
+
+Each cell is one job process; at most `max_parallel` run at once (a sliding window); a job that
+hits its time limit is requeued as a fresh `CellJob` (resuming from the cell's checkpoint) up to
+`max_num_timeout` times. Blocks until every cell has finished.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from ablations.backends.job import CellJob, export_repo_path
+from ablations.state import mark_failed
+
+
+def local_executor(folder: Path, params: dict[str, Any], max_num_timeout: int) -> Any:
+    executor = submitit.LocalExecutor(folder=str(folder / "%j"), max_num_timeout=max_num_timeout)
+    executor.update_parameters(**params)
+    return executor
+
+
+def run_local(
+    cell_dirs: Sequence[Path],
+    cell_fn: str,
+    folder: Path,
+    params: dict[str, Any],
+    max_parallel: int,
+    max_num_timeout: int,
+    poll_s: float = 1.0,
+    on_submit: Callable[[Path, str], None] | None = None,
+) -> dict[str, str | None]:
+    """{cell dir name: None if done, else the error}. `params` go to update_parameters
+    (timeout_min, signal_delay_s, tasks_per_node, gpus_per_node, ...)."""
+    if max_parallel < 1:
+        raise ValueError(f"backend.max_parallel={max_parallel}: must be ≥ 1.")
+    export_repo_path()
+    executor = local_executor(folder, params, max_num_timeout)
+    queue = list(cell_dirs)
+    running: dict[Any, Path] = {}
+    outcome: dict[str, str | None] = {}
+    while queue or running:
+        while queue and len(running) < max_parallel:
+            cell_dir = queue.pop(0)
+            job = executor.submit(CellJob(cell_fn, str(cell_dir)))
+            running[job] = cell_dir
+            print(f"[local] {cell_dir.name}: job {job.job_id}", flush=True)
+            if on_submit is not None:
+                on_submit(cell_dir, str(job.job_id))
+        time.sleep(poll_s)
+        for job, cell_dir in list(running.items()):
+            if not job.done():
+                continue
+            del running[job]
+            outcome[cell_dir.name] = job_error(job, cell_dir)
+            if outcome[cell_dir.name]:
+                mark_failed(cell_dir, outcome[cell_dir.name] or "")
+            state = (
+                "FAILED: " + (outcome[cell_dir.name] or "") if outcome[cell_dir.name] else "done"
+            )
+            print(f"[local] {cell_dir.name}: {state}", flush=True)
+    return outcome
+
+
+def job_error(job: Any, cell_dir: Path) -> str | None:
+    """None when the cell wrote result.json; else the job's exception (last line) or a reason."""
+    if (cell_dir / "result.json").is_file():
+        return None
+    try:
+        exc = job.exception()
+    except Exception as err:  # UncompletedJobError: died without a result pickle
+        exc = err
+    if exc is None:
+        return "job finished without writing result.json"
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else exc}"

@@ -1,0 +1,177 @@
+"""Cells: compose each axis combination into a validated, frozen experiment config with a stable id.
+
+The base config is composed once by Hydra; each cell then applies plain dict overrides in this
+order (later wins): its arch group file, the grid's `fixed`, the grid's `when` sets, its axis
+values, the explicit command-line experiment keys, and the runtime keys (W&B group and tags,
+absolute data root). `ExperimentConfig.from_dict` validates it and gives the id
+(`identity_hash`, runtime keys excluded), so planning a thousand cells takes seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablations.grid import GridError, GridSpec, get_dotted, set_dotted
+from ablations.overrides import AXES, AXIS_KEYS
+from core.config import ExperimentConfig
+
+ARCH_ABBREV = {"joint_decoder": "jd", "cross_attention": "xattn", "mot": "mot", "moma": "moma"}
+
+
+class CellError(ValueError):
+    """A cell's config is invalid; the message names the grid, the cell and the field."""
+
+
+def cell_name(axes: Mapping[str, Any]) -> str:
+    """Readable, unique within a grid: `jd-scorer-r0.5-l1-s0`."""
+    arch = ARCH_ABBREV.get(axes["arch"], axes["arch"])
+    return f"{arch}-{axes['method']}-r{axes['ratio']:g}-l{axes['layer']}-s{axes['seed']}"
+
+
+@dataclass
+class Cell:
+    cell_id: str
+    name: str
+    grid: str
+    axes: dict[str, Any]
+    overrides: dict[str, Any]
+    config: ExperimentConfig
+    steps: int = 0
+
+    def frozen(self) -> dict[str, Any]:
+        """What goes to config.yaml: the resolved sections plus the `cell` block."""
+        out = self.config.to_dict()
+        out["cell"] = {
+            "cell_id": self.cell_id,
+            "grid": self.grid,
+            "name": self.name,
+            "axes": dict(self.axes),
+            "overrides": dict(self.overrides),
+        }
+        return out
+
+    def plan_entry(self) -> dict[str, Any]:
+        return {"cell_id": self.cell_id, "name": self.name, "axes": dict(self.axes)}
+
+
+@dataclass
+class Composer:
+    """Turns axis combinations of one grid into `Cell`s."""
+
+    spec: GridSpec
+    base: dict[str, Any]  # resolved experiment sections (after Hydra: scale, arch, command line)
+    arch_config: Callable[[str], dict[str, Any]]  # arch group name → its (global) content
+    cli_sections: dict[str, Any] = field(default_factory=dict)
+    data_root_base: Path = field(default_factory=Path.cwd)
+
+    def base_axes(self) -> dict[str, Any]:
+        return {axis: get_dotted(self.base, AXIS_KEYS[axis][0]) for axis in AXES}
+
+    def sections_for(self, axes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(sections, applied overrides) for one combination, not yet validated."""
+        sections = copy.deepcopy(self.base)
+        applied: dict[str, Any] = {}
+        for key, value in _flat(self.arch_config(axes["arch"])).items():
+            set_dotted(sections, key, copy.deepcopy(value))
+        layers = [self.spec.fixed, self.spec.sets_for(axes)]
+        layers.append({k: axes[a] for a, keys in AXIS_KEYS.items() for k in keys})
+        layers.append(self.cli_sections)
+        for layer in layers:
+            for key, value in layer.items():
+                set_dotted(sections, key, copy.deepcopy(value))
+                applied[key] = value
+        logging = sections.setdefault("logging", {})
+        if not logging.get("group"):
+            logging["group"] = self.spec.wandb_group
+        if not logging.get("tags"):
+            logging["tags"] = [self.spec.name, str(axes["arch"]), str(axes["method"])]
+        data = sections.setdefault("data", {})
+        root = data.get("data_root")
+        if isinstance(root, str) and root and not os.path.isabs(root):
+            data["data_root"] = str((self.data_root_base / root).resolve())
+        return sections, applied
+
+    def compose(self, axes: Mapping[str, Any]) -> Cell | None:
+        """A validated cell, or None when an `unless` exclude rule drops it."""
+        name = cell_name(axes)
+        sections, applied = self.sections_for(axes)
+        if self.spec.drops(axes, sections) is not None:
+            return None
+        try:
+            config = ExperimentConfig.from_dict(sections)
+        except (ValueError, KeyError, TypeError) as exc:
+            detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise CellError(
+                f"grid {self.spec.name}, cell {name} (axes {dict(axes)}): {detail}"
+            ) from exc
+        return Cell(
+            cell_id=config.identity_hash(),
+            name=name,
+            grid=self.spec.name,
+            axes=dict(axes),
+            overrides=applied,
+            config=config,
+            steps=config.train.steps + config.train.caption_steps,
+        )
+
+    def compose_all(self, max_errors: int = 8) -> list[Cell]:
+        """Every cell of the grid; all invalid cells are reported together, before any work."""
+        cells: list[Cell] = []
+        errors: list[str] = []
+        for axes in self.spec.combinations(self.base_axes()):
+            try:
+                cell = self.compose(axes)
+            except CellError as exc:
+                errors.append(str(exc))
+                continue
+            if cell is not None:
+                cells.append(cell)
+        if errors:
+            more = (
+                f"\n  ... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
+            )
+            raise CellError(
+                f"{len(errors)} invalid cell(s) in grid {self.spec.name}:\n  "
+                + "\n  ".join(errors[:max_errors])
+                + more
+            )
+        by_id: dict[str, Cell] = {}
+        for cell in cells:
+            other = by_id.setdefault(cell.cell_id, cell)
+            if other is not cell:
+                raise GridError(
+                    f"grid {self.spec.name}: cells {other.name} and {cell.name} resolve to the same "
+                    f"config (id {cell.cell_id}). Fix: remove the duplicate axis value or add an "
+                    "exclude rule."
+                )
+        return cells
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def flat_sections(frozen: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys of the experiment sections of a frozen config (the `cell` block left out)."""
+    return _flat({k: v for k, v in frozen.items() if k != "cell"})
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """`key: old → new` for every experiment key that differs between two frozen configs."""
+    a, b = flat_sections(old), flat_sections(new)
+    return [
+        f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
