@@ -194,13 +194,14 @@ class Cell:
             use_amp = device.type == "cuda" and cfg.train.precision in ("auto", "bf16")
             ev = evaluate(model, loader, device, use_amp=use_amp)
             timing["eval_s"] = ev["eval_s"]
-            chance = chance_level(val.qa_rows()) if hasattr(val, "qa_rows") else {}
             is_caption = d.task == "caption"
+            chance = {} if is_caption else chance_level(val.qa_rows())
             metrics = {
                 "accuracy": None if is_caption else ev["accuracy"],
                 "accuracy_by_type": {} if is_caption else ev["accuracy_by_type"],
                 "count_by_type": ev["count_by_type"],
                 "chance": chance.get("overall"),
+                "chance_by_type": {k: v for k, v in chance.items() if k != "overall"},
                 "caption_loss": ev["loss"] if is_caption else None,
                 "caption_perplexity": ev["perplexity"] if is_caption else None,
                 "val_loss": ev["loss"],

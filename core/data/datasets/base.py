@@ -39,6 +39,7 @@ class ClipRecord:
     question_type: str = "caption"
     ground_truth: Path | None = None
     extra_texts: list[str] = field(default_factory=list)
+    options: list[str] | None = None
 
     def texts(self) -> list[str]:
         """Every text a tokenizer vocabulary should cover."""
@@ -94,6 +95,10 @@ class VideoTextDataset(Dataset):
                 f"ground-truth file (e.g. {examples}). Fix: regenerate the data with ground truth "
                 "or set data.ground_truth=false."
             )
+
+    def qa_rows(self) -> list[tuple[str, str, list[str] | None]]:
+        """(question_type, answer, options) per record: what chance level is computed from."""
+        return [(r.question_type, r.answer, r.options) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.records)

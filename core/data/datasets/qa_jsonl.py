@@ -89,5 +89,6 @@ def _record(cfg: Any, root: Path, row: dict[str, Any], where: str) -> ClipRecord
         target=answer,
         answer=answer,
         question_type=str(row.get("question_type") or "qa"),
+        options=[str(o) for o in options] if options else None,
         **common,
     )
