@@ -34,16 +34,21 @@ def _cfg(root, **kw) -> DataConfig:
 
 def test_qa_sample_tensors(qa_tree):
     root = qa_tree({"c0": None, "c1": None})
-    ds = build_dataset(_cfg(root, cache_frames=False), "validation", TOK)
+    cfg = _cfg(root, cache_frames=False, pixel_mean=[0.2, 0.4, 0.6], pixel_std=[0.1, 0.2, 0.3])
+    ds = build_dataset(cfg, "validation", TOK)
     item = ds[1]
     assert (
         item["pixel_values"].shape == (8, 3, 64, 64) and item["pixel_values"].dtype == torch.float32
     )
+    mean = torch.tensor(cfg.pixel_mean).view(3, 1, 1)
+    std = torch.tensor(cfg.pixel_std).view(3, 1, 1)
+    unit = item["pixel_values"] * std + mean  # back to [0, 1]: the configured stats were applied
+    assert unit.min() >= -1e-5 and unit.max() <= 1 + 1e-5
     assert item["frame_mask"].all() and bool(item["sample_valid"])
     # 20 frames at 5 fps = 4 s → 8 uniform samples at i·4/7 s → first frame ≥ t − 0.1 s.
     want = [int(np.ceil(round((i * 4 / 7 - 0.1) * 5, 6))) for i in range(8)]
     want[-1] = 19
-    frames = ((item["pixel_values"].permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
+    frames = (unit.permute(0, 2, 3, 1) * 255).round().byte().numpy()
     assert [frame_index(f, 20) for f in frames] == want
     assert item["timestamps"].tolist() == pytest.approx([w / 5 for w in want], abs=1e-5)
     prompt = "what colour is object 1? options: red blue"
@@ -242,11 +247,15 @@ def test_frame_cache_hit_is_identical_and_skips_decoding(qa_tree, monkeypatch):
 
 def test_pixels_match_direct_decode(qa_tree):
     root = qa_tree({"c0": None})
-    item = build_dataset(_cfg(root, cache_frames=False), "validation", TOK)[0]
+    cfg = _cfg(root, cache_frames=False)
+    item = build_dataset(cfg, "validation", TOK)[0]
     frames, _ = decode_frames(
         root / "raw/videos/validation/c0.mp4", [i * 4 / 7 for i in range(8)], 64
     )
-    assert torch.equal(item["pixel_values"], normalize_frames(frames))
+    expected = normalize_frames(frames, cfg.pixel_mean, cfg.pixel_std)
+    assert torch.equal(item["pixel_values"], expected)
+    # negative control: SigLIP's 0.5/0.5 is a different normalisation from the synthetic default
+    assert not torch.allclose(item["pixel_values"], normalize_frames(frames))
 
 
 def test_collate_shapes_and_mismatch_errors(qa_tree):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.config._build import fail
 from core.registry import DATASETS, SAMPLING_POLICIES
 
 SPLITS = ("train", "validation")
+# Measured on 300 training clips of the default synthetic benchmark (benchmarks/results/learnability.md).
+SYNTHETIC_PIXEL_MEAN = (0.166, 0.165, 0.163)
+SYNTHETIC_PIXEL_STD = (0.107, 0.098, 0.104)
+SIGLIP_PIXEL_STATS = (0.5, 0.5, 0.5)
 TASKS = ("qa", "caption")
 
 
@@ -42,6 +46,12 @@ class DataConfig:
     synthetic_train: int = 3000
     synthetic_val: int = 500
     synthetic_seed: int = 0
+    # Per-channel RGB statistics in [0, 1] units that frames are normalised with. The defaults are the
+    # synthetic benchmark's own (dark backgrounds): with SigLIP's 0.5/0.5 its small objects change
+    # the input by too little for a from-scratch model to learn in minutes. Real checkpoints need
+    # their own preprocessing (SigLIP: [0.5, 0.5, 0.5] for both).
+    pixel_mean: list[float] = field(default_factory=lambda: list(SYNTHETIC_PIXEL_MEAN))
+    pixel_std: list[float] = field(default_factory=lambda: list(SYNTHETIC_PIXEL_STD))
 
     def __post_init__(self) -> None:
         if self.dataset_type not in DATASETS:
@@ -75,3 +85,9 @@ class DataConfig:
                 fail(f"data.{name}", getattr(self, name), "must be ≥ 0", "use 0 for 'all'/'none'")
         if self.max_text_len < 2:
             fail("data.max_text_len", self.max_text_len, "too short", "allow at least 2 tokens")
+        for name in ("pixel_mean", "pixel_std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, int | float) for v in values):
+                fail(f"data.{name}", values, "needs 3 numbers (R, G, B)", "e.g. [0.5, 0.5, 0.5]")
+        if not all(v > 0 for v in self.pixel_std):
+            fail("data.pixel_std", self.pixel_std, "must be positive", "e.g. [0.5, 0.5, 0.5]")

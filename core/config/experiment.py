@@ -123,6 +123,17 @@ class ExperimentConfig:
                 f"is not a multiple of vision.patch_size={v.patch_size}",
                 f"use data.frame_size={d.frame_size - d.frame_size % v.patch_size or v.patch_size}",
             )
+        if (
+            v.type == "siglip2"
+            and v.checkpoint
+            and (list(d.pixel_mean) != [0.5] * 3 or list(d.pixel_std) != [0.5] * 3)
+        ):
+            fail(
+                "data.pixel_mean",
+                d.pixel_mean,
+                "a SigLIP2 checkpoint expects SigLIP's preprocessing, (x - 0.5) / 0.5",
+                "set data.pixel_mean=[0.5,0.5,0.5] data.pixel_std=[0.5,0.5,0.5]",
+            )
         grid = self.grid
         if c.window > grid:
             fail(

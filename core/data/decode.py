@@ -267,7 +267,16 @@ def decode_frames(
     return frames, info
 
 
-def normalize_frames(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (n, S, S, 3) → float32 (n, 3, S, S) in [-1, 1] (mean = std = 0.5 per channel)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
+def normalize_frames(
+    frames: np.ndarray,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> torch.Tensor:
+    """uint8 (n, S, S, 3) → float32 (n, 3, S, S), (x/255 − mean) / std per channel.
+
+    The default 0.5/0.5 maps to [-1, 1] (SigLIP's preprocessing).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s)

@@ -153,7 +153,7 @@ class VideoTextDataset(Dataset):
         valid[:n] = torch.from_numpy(clip.valid[:n].copy())
         pixels = torch.zeros(F, 3, S, S)
         if n:
-            pixels[:n] = normalize_frames(clip.frames[:n])
+            pixels[:n] = normalize_frames(clip.frames[:n], self.cfg.pixel_mean, self.cfg.pixel_std)
         pixels[~valid] = 0.0
         times = torch.zeros(F, dtype=torch.float32)
         times[:n] = torch.from_numpy(clip.times[:n].astype(np.float32))
