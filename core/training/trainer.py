@@ -84,49 +84,36 @@ def train(
             tick = time.perf_counter()
             valid = batch.get("sample_valid")
             if valid is not None and not bool(valid.any()):
-                state.skipped_batches += 1  # only undecodable clips: skip, count, move on
+                # only undecodable clips: skip and count; the step still advances, and
+                # checkpointing and on_step below still run so their cadence is kept
+                state.skipped_batches += 1
                 state.step += 1
                 scheduler.step()
-                continue
-            batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(batch, step=step)
-            loss = out.loss
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLoss(step, value)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            state.step_times.append(time.perf_counter() - tick)
-            state.step += 1
-            state.last_loss = float(out.lm_loss.detach())
-            window_loss += state.last_loss
-            window_aux += float(out.aux_loss.detach())
-            window_n += 1
-            if state.step % tc.log_every == 0 or state.step == phase.stop:
-                log(
-                    {
-                        "train/loss": window_loss / max(window_n, 1),
-                        "train/aux_loss": window_aux / max(window_n, 1),
-                        "train/lr": optimizer.param_groups[0]["lr"],
-                        "train/step_s": state.step_times[-1],
-                        "train/phase": phase.name,
-                        "train/skipped_batches": state.skipped_batches,
-                        **{
-                            f"train/{k}": v
-                            for k, v in out.stats.items()
-                            if isinstance(v, int | float)
+            else:
+                stats = _train_step(model, batch, step, device, use_amp, optimizer, params, tc)
+                scheduler.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                state.step_times.append(time.perf_counter() - tick)
+                state.step += 1
+                state.last_loss = stats.pop("lm_loss")
+                window_loss += state.last_loss
+                window_aux += stats.pop("aux_loss")
+                window_n += 1
+                if state.step % tc.log_every == 0 or state.step == phase.stop:
+                    log(
+                        {
+                            "train/loss": window_loss / window_n,
+                            "train/aux_loss": window_aux / window_n,
+                            "train/lr": optimizer.param_groups[0]["lr"],
+                            "train/step_s": state.step_times[-1],
+                            "train/phase": phase.name,
+                            "train/skipped_batches": state.skipped_batches,
+                            **{f"train/{k}": v for k, v in stats.items()},
                         },
-                    },
-                    state.step,
-                )
-                window_loss, window_aux, window_n = 0.0, 0.0, 0
+                        state.step,
+                    )
+                    window_loss, window_aux, window_n = 0.0, 0.0, 0
             due = state.step % tc.checkpoint_every == 0 and state.step < phases[-1].stop
             if due and rank == 0:
                 save_checkpoint(
@@ -154,4 +141,25 @@ def checkpoint_state(
         "skipped_batches": state.skipped_batches,
         "step_times": list(state.step_times[-200:]),
         **(extra_state() if extra_state else {}),
+    }
+
+
+def _train_step(model, batch, step, device, use_amp, optimizer, params, tc) -> dict[str, float]:
+    """One optimiser step on one batch; returns lm_loss, aux_loss and the model's scalar stats."""
+    batch = to_device(batch, device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        out = model(batch, step=step)
+    value = float(out.loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(step, value)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if tc.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+    optimizer.step()
+    stats = {k: v for k, v in out.stats.items() if isinstance(v, int | float)}
+    return {
+        **stats,
+        "lm_loss": float(out.lm_loss.detach()),
+        "aux_loss": float(out.aux_loss.detach()),
     }
