@@ -68,7 +68,12 @@ def prepare_data(cfg: ExperimentConfig) -> None:
         from core.data.synthetic import ensure_synthetic
 
         ensure_synthetic(
-            d.data_root, d.synthetic_train, d.synthetic_val, d.synthetic_seed, name=d.dataset_name
+            d.data_root,
+            d.synthetic_train,
+            d.synthetic_val,
+            d.synthetic_seed,
+            name=d.dataset_name,
+            question_types=d.synthetic_question_types or None,
         )
 
 

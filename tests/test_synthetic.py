@@ -394,3 +394,137 @@ def test_cli_generates_and_reports_mismatch(tmp_path, capsys):
     assert "different arguments" in capsys.readouterr().err
     assert cli_main([*args, "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["clips"] == {"train": 2, "validation": 2}
+
+
+# --- question-type subsets ---------------------------------------------------------------------
+
+SUBSET = ("colour", "changed", "needle")
+
+
+def test_subset_plan_is_balanced_over_exactly_the_chosen_types():
+    plan = plan_split(300, np.random.default_rng(0), SUBSET)
+    assert {t for t, _, _ in plan} == set(SUBSET)
+    for qtype in SUBSET:
+        answers = [a for t, a, _ in plan if t == qtype]
+        assert len(answers) == 100
+        counts = [answers.count(a) for a in ANSWER_SETS[qtype]]
+        assert max(counts) - min(counts) <= 1
+    odd = plan_split(7, np.random.default_rng(1), ("shape", "which_first"))
+    per_type = [sum(t == q for t, _, _ in odd) for q in ("shape", "which_first")]
+    assert sorted(per_type) == [3, 4]
+
+
+def test_subset_order_does_not_matter_and_scenes_use_only_the_subset():
+    a = GenerationArgs(train=5, val=9, seed=2, question_types=("needle", "colour"))
+    b = GenerationArgs(train=5, val=9, seed=2, question_types=["colour", "needle"])
+    assert a == b and a.question_types == ("colour", "needle")
+    scenes = plan_scenes(a)
+    assert scenes == plan_scenes(b)
+    assert {s.question_type for split in scenes.values() for _, s in split} == {"colour", "needle"}
+
+
+def test_default_types_reproduce_the_all_type_plan():
+    """Pinned from the generator before question types became selectable: existing data stays
+    valid. The negative control shows that a subset changes the plan."""
+    pinned = [
+        ("98151706", "count", "three"),
+        ("17274163", "needle", "cyan"),
+        ("35821730", "which_first", "yellow"),
+        ("46219401", "shape", "triangle"),
+        ("30610390", "needle", "magenta"),
+        ("64116028", "which_first", "magenta"),
+        ("90314525", "changed", "yes"),
+        ("23059021", "direction", "down"),
+        ("49252903", "colour", "blue"),
+        ("20378683", "colour", "magenta"),
+    ]
+
+    def listing(args: GenerationArgs) -> list[tuple[str, str, str]]:
+        return [(c, s.question_type, s.answer) for c, s in plan_scenes(args)["validation"]]
+
+    default = GenerationArgs(train=0, val=10, seed=0)
+    assert listing(default) == pinned
+    explicit = GenerationArgs(train=0, val=10, seed=0, question_types=QUESTION_TYPES[::-1])
+    assert listing(explicit) == pinned
+    assert "question_types" not in default.to_json()  # markers and stats.json keep their bytes
+    subset = GenerationArgs(train=0, val=10, seed=0, question_types=QUESTION_TYPES[:-1])
+    assert listing(subset) != pinned
+    assert subset.to_json()["question_types"] == list(QUESTION_TYPES[:-1])
+
+
+@pytest.mark.parametrize(
+    ("types", "needles"),
+    [
+        (("colour", "colr"), ["question_types=", "unknown question type 'colr'", "which_first"]),
+        ((), ["question_types=()", "must not be empty"]),
+        (("needle", "colour", "needle"), ["repeats 'needle'"]),
+        ("colour", ["must be a list"]),
+    ],
+)
+def test_bad_question_types_name_the_field_value_and_choices(types, needles):
+    with pytest.raises(ValueError) as err:
+        GenerationArgs(train=1, val=1, seed=0, question_types=types)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_data_config_validates_question_types_and_wiring_passes_them(tmp_path, monkeypatch):
+    from core.cell import prepare_data
+    from core.config import ConfigError, ExperimentConfig
+    from core.data import datasets as datasets_module
+    from core.data import synthetic as synthetic_module
+
+    with pytest.raises(ConfigError, match=r"data\.synthetic_question_types=\['count', 'cnt'\]"):
+        ExperimentConfig.from_dict({"data": {"synthetic_question_types": ["count", "cnt"]}})
+    calls = []
+    monkeypatch.setattr(synthetic_module, "ensure_synthetic", lambda *a, **k: calls.append(k))
+    data = {"data_root": str(tmp_path / "d"), "synthetic_question_types": ["needle", "count"]}
+    cfg = ExperimentConfig.from_dict({"data": data})
+    prepare_data(cfg)
+    datasets_module.ensure_data(cfg.data)
+    assert [k["question_types"] for k in calls] == [["needle", "count"]] * 2
+    calls.clear()
+    prepare_data(ExperimentConfig.from_dict({"data": {"data_root": str(tmp_path / "e")}}))
+    assert calls[0]["question_types"] is None  # empty list = all types
+
+
+def test_subset_generation_writes_only_those_types_and_marker_tracks_them(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    ensure_synthetic(root, 6, 3, seed=5, question_types=["needle", "colour"])
+    for split, n in (("train", 6), ("validation", 3)):
+        rows = _rows(root, split)
+        assert len(rows) == n and {r["question_type"] for r in rows} <= {"colour", "needle"}
+        for row in rows:
+            _check_answer(row, json.loads((root / row["ground_truth"]).read_text()))
+    assert {r["question_type"] for r in _rows(root, "train")} == {"colour", "needle"}
+    marker = root / "raw" / "synthetic" / MARKER
+    assert json.loads(marker.read_text())["question_types"] == ["colour", "needle"]
+    stats = json.loads((root / "raw/synthetic/stats.json").read_text())
+    assert set(stats["splits"]["train"]["rows_per_type"]) == {"colour", "needle"}
+
+    def boom(*a, **k):
+        raise AssertionError("must not regenerate")
+
+    monkeypatch.setattr(gen_module, "generate", boom)
+    ensure_synthetic(root, 6, 3, seed=5, question_types=("colour", "needle"))  # same set
+    with pytest.raises(ValueError, match=r"different arguments.*'question_types': \(\['colour'"):
+        ensure_synthetic(root, 6, 3, seed=5)
+    with pytest.raises(ValueError, match=r"'question_types'.*\['colour'\]\)"):
+        ensure_synthetic(root, 6, 3, seed=5, question_types=["colour"])
+    monkeypatch.undo()
+    ensure_synthetic(root, 6, 3, seed=5, force=True)
+    assert "question_types" not in json.loads(marker.read_text())
+    assert len({r["question_type"] for r in _rows(root, "train")}) == 6
+
+
+def test_cli_question_types_dry_run_and_bad_type(tmp_path, capsys):
+    args = ["--root", str(tmp_path / "cli"), "--train", "0", "--val", "60", "--dry-run"]
+    assert cli_main([*args, "--question-types", "colour, needle,changed"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    val = stats["splits"]["validation"]
+    assert val["rows_per_type"] == {"colour": 20, "changed": 20, "needle": 20}
+    assert stats["chance_overall"] == pytest.approx((1 / 6 + 1 / 2 + 1 / 6) / 3, abs=1e-4)
+    assert stats["args"]["question_types"] == ["colour", "changed", "needle"]
+    assert cli_main([*args, "--question-types", "colour,hue"]) == 2
+    assert "unknown question type 'hue'" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()

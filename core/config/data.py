@@ -46,6 +46,8 @@ class DataConfig:
     synthetic_train: int = 3000
     synthetic_val: int = 500
     synthetic_seed: int = 0
+    # Question types to generate (a subset of core.data.synthetic.vocab.QUESTION_TYPES); empty = all.
+    synthetic_question_types: list[str] = field(default_factory=list)
     # Per-channel RGB statistics in [0, 1] units that frames are normalised with. The defaults are the
     # synthetic benchmark's own (dark backgrounds): with SigLIP's 0.5/0.5 its small objects change
     # the input by too little for a from-scratch model to learn in minutes. Real checkpoints need
@@ -91,3 +93,11 @@ class DataConfig:
                 fail(f"data.{name}", values, "needs 3 numbers (R, G, B)", "e.g. [0.5, 0.5, 0.5]")
         if not all(v > 0 for v in self.pixel_std):
             fail("data.pixel_std", self.pixel_std, "must be positive", "e.g. [0.5, 0.5, 0.5]")
+        if self.synthetic_question_types:
+            # Imported here: importing core.data at module level would make `import core.config`
+            # load torch (there is no import cycle either way).
+            from core.data.synthetic.vocab import question_types_problem
+
+            problem = question_types_problem(self.synthetic_question_types)
+            if problem:
+                fail("data.synthetic_question_types", self.synthetic_question_types, *problem)

@@ -36,6 +36,7 @@ def ensure_data(cfg: Any) -> None:
             cfg.synthetic_val,
             cfg.synthetic_seed,
             name=cfg.dataset_name,
+            question_types=getattr(cfg, "synthetic_question_types", None) or None,
         )
 
 

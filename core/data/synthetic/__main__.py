@@ -9,6 +9,7 @@ import time
 
 from core.data.synthetic.benchmark import dry_run, ensure_synthetic
 from core.data.synthetic.stats import stats_markdown
+from core.data.synthetic.vocab import QUESTION_TYPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64, help="frame width = height in pixels")
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds")
+    p.add_argument(
+        "--question-types",
+        default=None,
+        help=f"comma-separated subset of {','.join(QUESTION_TYPES)} (default: all)",
+    )
     p.add_argument("--workers", type=int, default=1, help="encoding processes")
     p.add_argument("--force", action="store_true", help="replace data made with other arguments")
     p.add_argument("--dry-run", action="store_true", help="print stats only; write nothing")
     a = p.parse_args(argv)
-    common = dict(size=a.size, fps=a.fps, duration=a.duration)
+    types = None if a.question_types is None else [t.strip() for t in a.question_types.split(",")]
+    common = dict(size=a.size, fps=a.fps, duration=a.duration, question_types=types)
     try:
         if a.dry_run:
             stats = dry_run(a.train, a.val, a.seed, a.name, **common)

@@ -53,20 +53,26 @@ def caption(scene: Scene) -> str:
     return f"{body} on a {_BACKGROUND_WORDS[scene.background.kind]} background"
 
 
-def plan_split(n: int, rng: np.random.Generator) -> list[tuple[str, str, int]]:
-    """(question_type, answer, variant) for n clips, in random order.
+def plan_split(
+    n: int, rng: np.random.Generator, question_types: tuple[str, ...] = QUESTION_TYPES
+) -> list[tuple[str, str, int]]:
+    """(question_type, answer, variant) for n clips, in random order, using only `question_types`
+    (known types in QUESTION_TYPES order; GenerationArgs validates and orders them).
 
-    Types are balanced (counts differ by at most one); within a type the answers cycle through
-    shuffled rounds of the answer set, so their counts differ by at most one too. For which_first,
-    `variant` says whether the answer is the first (0) or second (1) colour named; it cycles through
-    shuffled rounds of (0, 1) independently, so it is balanced as well. Other types use variant 0.
+    The chosen types are balanced (counts differ by at most one); within a type the answers cycle
+    through shuffled rounds of the answer set, so their counts differ by at most one too. For
+    which_first, `variant` says whether the answer is the first (0) or second (1) colour named; it
+    cycles through shuffled rounds of (0, 1) independently, so it is balanced as well. Other types
+    use variant 0. With all types the random draws are those of the original all-type plan.
     """
-    per_type: dict[str, int] = {t: 0 for t in QUESTION_TYPES}
-    order = [QUESTION_TYPES[i] for i in rng.permutation(len(QUESTION_TYPES))]
+    if not question_types:
+        raise ValueError("plan_split question_types=(): name at least one question type")
+    per_type: dict[str, int] = {t: 0 for t in question_types}
+    order = [question_types[i] for i in rng.permutation(len(question_types))]
     for i in range(n):
         per_type[order[i % len(order)]] += 1
     plan: list[tuple[str, str, int]] = []
-    for qtype in QUESTION_TYPES:
+    for qtype in question_types:
         count = per_type[qtype]
         answers = _rounds(rng, list(ANSWER_SETS[qtype]), count)
         variants = _rounds(rng, [0, 1], count) if qtype == "which_first" else [0] * count

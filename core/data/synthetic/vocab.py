@@ -47,3 +47,20 @@ OBJECT_SIZES: tuple[int, ...] = (9, 10)
 SPEED_RANGE: tuple[float, float] = (1.0, 1.5)
 # The frame grid the tiny model pools to: GRID x GRID windows per frame (16x16 px at 64x64).
 GRID = 4
+
+
+def question_types_problem(types: object) -> tuple[str, str] | None:
+    """(problem, fix) when `types` is not a non-empty, duplicate-free list of known question types;
+    None when it is valid. Callers format the message with their own field name."""
+    available = ", ".join(QUESTION_TYPES)
+    if isinstance(types, str) or not isinstance(types, list | tuple):
+        return "must be a list of question types", f"give a list drawn from {available}"
+    if not types:
+        return "must not be empty", f"name at least one of {available}"
+    unknown = [t for t in types if t not in QUESTION_TYPES]
+    if unknown:
+        return f"unknown question type {unknown[0]!r}", f"use types from {available}"
+    duplicates = sorted({t for t in types if types.count(t) > 1}, key=QUESTION_TYPES.index)
+    if duplicates:
+        return f"repeats {duplicates[0]!r}", "name each question type once"
+    return None
