@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.cell import run_cell
+from core.cell import prepare_data, run_cell
+from core.config import ExperimentConfig
+from core.data import build_dataset, build_tokenizer
 from core.efficiency import hardware_info
 
 CELLS = (
@@ -31,7 +34,12 @@ CELLS = (
 
 
 def parse_value(text: str) -> Any:
-    """A `--set` value as YAML scalar/list (numbers, booleans, [a, b]); never evaluated as code."""
+    """A `--set` value: a number, else a YAML scalar/list (booleans, [a, b]); never evaluated."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     return yaml.safe_load(text)
 
 
@@ -55,6 +63,20 @@ def cell_config(base: dict[str, dict[str, Any]], method: str, ratio: float) -> d
     return cfg
 
 
+def warm_frame_cache(base: dict[str, dict[str, Any]]) -> float:
+    """Generate the benchmark if needed and decode every clip once into the shared frame cache, so
+    the per-cell times below are training times, not the one-time decoding of a fresh dataset."""
+    tick = time.perf_counter()
+    cfg = ExperimentConfig.from_dict(cell_config(base, "oracle", 0.7))
+    prepare_data(cfg)
+    tokenizer = build_tokenizer(cfg.data, cfg.lm.tokenizer)
+    for split in (cfg.data.split, cfg.data.eval_split):
+        dataset = build_dataset(cfg.data, split, tokenizer)
+        for index in range(len(dataset)):
+            dataset[index]
+    return time.perf_counter() - tick
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -63,6 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     base = nested(args.overrides)
     base.setdefault("train", {}).setdefault("steps", args.steps)
+    warm_s = warm_frame_cache(base)
+    print(f"benchmark generated/decoded into the frame cache in {warm_s:.0f} s", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="learnability-") as tmp:
         for method, ratio in CELLS:
@@ -77,10 +101,10 @@ def main() -> None:
                 f"wall {result['timing']['wall_s']:.0f} s",
                 flush=True,
             )
-    write_report(Path(args.out), args, rows)
+    write_report(Path(args.out), args, rows, warm_s)
 
 
-def write_report(path: Path, args: argparse.Namespace, rows: list) -> None:
+def write_report(path: Path, args: argparse.Namespace, rows: list, warm_s: float) -> None:
     hw = hardware_info("cpu")
     types = sorted(rows[0][2]["metrics"]["accuracy_by_type"])
     lines = [
@@ -101,7 +125,11 @@ def write_report(path: Path, args: argparse.Namespace, rows: list) -> None:
             f"| {method}@{ratio} | {m['accuracy']:.3f} | {m['chance']:.3f} | {per} | "
             f"{t['train_s']:.0f} | {t.get('eval_s', 0):.0f} | {t['wall_s']:.0f} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        f"One-time generation + decoding into the frame cache before the cells: {warm_s:.0f} s.",
+        "",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -99,6 +99,7 @@ def cell_config(data_root: Path, name: str, **sections: dict[str, Any]) -> dict[
         "pruning": {"method": "scorer", "ratio": 0.25, "prune_at": 0},
         "train": {
             "steps": 6,
+            "caption_steps": 0,
             "batch_size": BATCH,
             "lr": 3e-3,
             "warmup_steps": 2,

@@ -14,7 +14,7 @@ from core.registry import Registry
 
 def test_defaults_are_the_valid_tiny_preset():
     cfg = ExperimentConfig()
-    assert cfg.grid == 8 and cfg.tokens_per_frame == 16
+    assert cfg.grid == 4 and cfg.tokens_per_frame == 16  # 64 px, patch 16, window 1
     assert cfg.kept_tokens() == cfg.data.max_frames * 16
 
 

@@ -68,7 +68,7 @@ def test_tiny_counts() -> None:
         g: len(plan_cells(f"grid={g}"))
         for g in ("prune_sweep", "smoke", "arch_sweep", "layer_sweep")
     }
-    assert counts == {"prune_sweep": 11, "smoke": 3, "arch_sweep": 12, "layer_sweep": 10}
+    assert counts == {"prune_sweep": 11, "smoke": 3, "arch_sweep": 12, "layer_sweep": 7}
 
 
 def test_oracle_dropped_off_synthetic_data() -> None:
@@ -83,7 +83,11 @@ def test_tiny_scale_is_the_core_defaults_but_the_sweep_budget() -> None:
     tiny = ExperimentConfig.from_dict(sections).flat()
     core = ExperimentConfig().flat()
     assert set(tiny) == set(core)
-    assert {k for k in core if tiny[k] != core[k]} <= {"train.steps", "train.warmup_steps"}
+    assert {k for k in core if tiny[k] != core[k]} <= {
+        "train.steps",
+        "train.caption_steps",
+        "train.warmup_steps",
+    }
 
 
 def test_cell_ids_stable_across_processes() -> None:

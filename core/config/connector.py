@@ -11,7 +11,7 @@ from core.registry import CONNECTORS
 @dataclass
 class ConnectorConfig:
     type: str = "avgpool"
-    window: int = 2
+    window: int = 1
     heads: int = 4
     frame_embedding: bool = True  # learned source-frame embedding: time survives pruning
 

@@ -12,8 +12,8 @@ LM_TYPES = ("decoder", "qwen3")
 @dataclass
 class LanguageModelConfig:
     type: str = "decoder"
-    dim: int = 128
-    n_layers: int = 3
+    dim: int = 96
+    n_layers: int = 2
     n_heads: int = 4
     n_kv_heads: int = 2
     ffn_dim: int = 0  # 0 → 8/3·dim rounded up to a multiple of 16

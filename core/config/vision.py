@@ -14,9 +14,9 @@ class VisionConfig:
     a local Hugging Face checkpoint into the same ViT module (optional `hf` extra)."""
 
     type: str = "vit"
-    patch_size: int = 8
-    dim: int = 96
-    depth: int = 4
+    patch_size: int = 16
+    dim: int = 64
+    depth: int = 3
     heads: int = 4
     mlp_ratio: float = 4.0
     frozen: bool = False
