@@ -6,7 +6,7 @@ appends accuracy (overall and per question type), chance, train/eval/wall second
 `benchmarks/results/learnability.md`. The targets (issue "experiment cell"): unpruned ≥ 85% with
 chance ≤ 35% in ≤ 3 min per cell on 2 CPU cores; random@0.7 ≥ 5 points below; oracle@0.7 within 3.
 
-    python benchmarks/learnability.py [--steps 300] [--set vision.patch_size=16 --set ...]
+    python benchmarks/learnability.py [--steps N] [--set vision.patch_size=16 --set ...]
 """
 
 from __future__ import annotations
@@ -79,12 +79,13 @@ def warm_frame_cache(base: dict[str, dict[str, Any]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=0, help="QA steps; 0 → the config default")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default="benchmarks/results/learnability.md")
     args = parser.parse_args()
     base = nested(args.overrides)
-    base.setdefault("train", {}).setdefault("steps", args.steps)
+    if args.steps:
+        base.setdefault("train", {}).setdefault("steps", args.steps)
     warm_s = warm_frame_cache(base)
     print(f"benchmark generated/decoded into the frame cache in {warm_s:.0f} s", flush=True)
     rows = []
@@ -111,7 +112,8 @@ def write_report(path: Path, args: argparse.Namespace, rows: list, warm_s: float
         f"## {datetime.now(UTC).isoformat(timespec='seconds')} — {hw.get('device_name')}, "
         f"{hw.get('threads')} threads, torch {hw.get('torch')}",
         "",
-        f"`python benchmarks/learnability.py --steps {args.steps} "
+        "`python benchmarks/learnability.py "
+        + (f"--steps {args.steps} " if args.steps else "")
         + " ".join(f"--set {o}" for o in args.overrides)
         + "`",
         "",

@@ -16,10 +16,10 @@ class TrainConfig:
     """AdamW with warm-up and cosine decay. `caption_steps` > 0 adds a caption pre-training phase
     before the `steps` of the task in `data.task`."""
 
-    # Defaults: the tiny CPU preset (about 0.2 s per step on 2 cores): 500 caption pre-training
-    # steps, then 250 QA steps (benchmarks/results/learnability.md).
-    steps: int = 250
-    caption_steps: int = 500
+    # Defaults: the tiny CPU preset (about 0.25 s per step on 2 cores): 400 caption pre-training
+    # steps, then 200 QA steps (benchmarks/results/learnability.md).
+    steps: int = 200
+    caption_steps: int = 400
     batch_size: int = 32
     lr: float = 3e-3
     scorer_lr: float = 1e-3
