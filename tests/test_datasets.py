@@ -27,7 +27,12 @@ TOK = WordTokenizer.from_texts(
 
 
 def _cfg(root, **kw) -> DataConfig:
-    base = {"data_root": str(root), "dataset_name": "fixture", "generate_synthetic": False}
+    base = {
+        "data_root": str(root),
+        "dataset_name": "fixture",
+        "generate_synthetic": False,
+        "max_text_len": 24,
+    }
     base.update(kw)
     return DataConfig(**base)
 

@@ -147,8 +147,16 @@ def test_total_decreases_monotonically_with_ratio(method, arch):
     ratios = [0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.85]
     totals, kept = [], []
     for r in ratios:
+        # a geometry with survivors-only ViT blocks after the scorer (4 blocks, prune_at 1); with
+        # the 3-block tiny default the scorer's removal comes after the last block
         cfg = ExperimentConfig.from_dict(
-            {"pruning": {"method": method, "ratio": r}, "fusion": {"arch": arch}}
+            {
+                "vision": {"patch_size": 8, "dim": 96, "depth": 4},
+                "connector": {"window": 2},
+                "lm": {"dim": 128, "n_layers": 3},
+                "pruning": {"method": method, "ratio": r},
+                "fusion": {"arch": arch},
+            }
         )
         fl = analytic_flops(cfg)
         totals.append(fl.total)

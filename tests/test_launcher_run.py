@@ -208,7 +208,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert app.main(hydra_conf.compose_launch(args), args) == 0
     out = capsys.readouterr().out
     assert "11 cells  new=11" in out and "to run: 11" in out
-    assert "cost: 11 cells, 704 train steps" in out
+    assert "cost: 11 cells, 3080 train steps" in out  # 11 × (160 caption + 120 QA)
     assert not any(tmp_path.iterdir())
 
 

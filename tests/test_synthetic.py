@@ -484,7 +484,8 @@ def test_data_config_validates_question_types_and_wiring_passes_them(tmp_path, m
     datasets_module.ensure_data(cfg.data)
     assert [k["question_types"] for k in calls] == [["needle", "count"]] * 2
     calls.clear()
-    prepare_data(ExperimentConfig.from_dict({"data": {"data_root": str(tmp_path / "e")}}))
+    empty = {"data_root": str(tmp_path / "e"), "synthetic_question_types": []}
+    prepare_data(ExperimentConfig.from_dict({"data": empty}))
     assert calls[0]["question_types"] is None  # empty list = all types
 
 
