@@ -9,6 +9,7 @@ import numpy as np
 from analysis.pareto import FRONTIERS, NOT_ON_FRONTIER, frontier_mask
 from paper_figures.data import GridData, SkipFigure, mark_partial, pct
 from paper_figures.style import (
+    legend_columns,
     method_sort_key,
     method_style,
     new_figure,
@@ -91,7 +92,9 @@ def draw_frontier_figure(
             _pad_x(ax, part[xcol].to_numpy())
         axes[0].set_ylabel("val accuracy (%)")
         handles, labels = _unique_legend(axes)
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7))
+        fig.legend(
+            handles, labels, loc="outside lower center", ncol=legend_columns(fig, len(labels))
+        )
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(
             fig,

@@ -16,6 +16,7 @@ from paper_figures.data import (
     pct,
 )
 from paper_figures.style import (
+    legend_columns,
     method_sort_key,
     method_style,
     new_figure,
@@ -43,7 +44,9 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             ax.set_title(data.panel_title(arch, shown))
         axes[0].set_ylabel("val accuracy (%)")
         handles, labels = _legend_entries(axes)
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7))
+        fig.legend(
+            handles, labels, loc="outside lower center", ncol=legend_columns(fig, len(labels))
+        )
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(
             fig,

@@ -12,6 +12,7 @@ from analysis.aggregate import REFERENCE_METHOD
 from paper_figures.data import GridData, SkipFigure, most_covered
 from paper_figures.style import (
     arch_label,
+    legend_columns,
     method_sort_key,
     method_style,
     new_figure,
@@ -87,7 +88,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             handles,
             [h.get_label() for h in handles],
             loc="outside lower center",
-            ncol=min(len(methods), 7),
+            ncol=legend_columns(fig, len(methods)),
         )
         partial_any = ((slice_["n"] > 0) & (slice_["n"] < slice_["n_planned"])).any()
         set_title(

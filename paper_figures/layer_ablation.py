@@ -9,6 +9,7 @@ import numpy as np
 
 from paper_figures.data import GridData, SkipFigure, mark_partial, most_covered, pct
 from paper_figures.style import (
+    legend_columns,
     method_sort_key,
     method_style,
     new_figure,
@@ -68,7 +69,10 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 seen.setdefault(label, handle)
         fig.legend(
-            list(seen.values()), list(seen), loc="outside lower center", ncol=min(len(seen), 7)
+            list(seen.values()),
+            list(seen),
+            loc="outside lower center",
+            ncol=legend_columns(fig, len(seen)),
         )
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(

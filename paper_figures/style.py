@@ -101,6 +101,12 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def legend_columns(fig: Figure, entries: int) -> int:
+    """Columns for a figure-wide legend: as many as fit the figure's width (about 1.15 in each),
+    so a one-panel figure wraps its legend instead of cutting it off at the edges."""
+    return max(1, min(entries, 7, int(fig.get_figwidth() / 1.15)))
+
+
 def set_title(fig: Figure, *parts: str) -> None:
     """Figure title from parts (first = headline), wrapped to the figure width so it never spills."""
     width_chars = max(30, int(fig.get_figwidth() * 12))
