@@ -18,8 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from core.config.experiment import RUNTIME_KEYS as CELL_ID_RUNTIME_KEYS
-
 AXES = ("arch", "method", "ratio", "layer", "seed")
 STATES = ("done", "failed", "running", "pending", "incomplete", "missing")
 CELL_FILES = ("result.json", "status.json", "config.yaml")
@@ -35,9 +33,24 @@ REQUIRED_EFFICIENCY = (
     "peak_memory_mb",
 )
 
-# Config keys allowed to differ between the seeds of one group: where/how a cell ran, the same
-# runtime-only keys the cell id leaves out (core.config is light: no torch at import).
-RUNTIME_KEYS = frozenset(CELL_ID_RUNTIME_KEYS)
+# Config keys allowed to differ between the seeds of one group: seeds themselves and where/how a
+# cell ran (mirrors the runtime-only keys of the cell id; analysis reads files, not core).
+RUNTIME_KEYS = frozenset(
+    {
+        "data.data_root",
+        "data.num_workers",
+        "train.device",
+        "train.num_threads",
+        "train.log_every",
+        "train.checkpoint_every",
+        "logging.wandb",
+        "logging.project",
+        "logging.entity",
+        "logging.group",
+        "logging.job_type",
+        "logging.tags",
+    }
+)
 
 STALE_RUNNING_H = 6.0
 
