@@ -34,7 +34,8 @@ REQUIRED_EFFICIENCY = (
 )
 
 # Config keys allowed to differ between the seeds of one group: seeds themselves and where/how a
-# cell ran (mirrors the runtime-only keys of the cell id; analysis reads files, not core).
+# cell ran (a copy of core.config.experiment.RUNTIME_KEYS: analysis must run without core or torch;
+# tests/test_analysis_report.py enforces that).
 RUNTIME_KEYS = frozenset(
     {
         "data.data_root",

@@ -161,3 +161,11 @@ def test_history(tree):
     # done cells log eval, the failed/running ones stopped in training
     evals = hist[hist["phase"] == "eval"]["cell_id"].nunique()
     assert evals == 74
+
+
+def test_runtime_keys_copy_matches_core():
+    """analysis keeps its own copy (it must not import core); the copy must not drift."""
+    from analysis.load import RUNTIME_KEYS
+    from core.config.experiment import RUNTIME_KEYS as CORE_RUNTIME_KEYS
+
+    assert set(RUNTIME_KEYS) == set(CORE_RUNTIME_KEYS)
