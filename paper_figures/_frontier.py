@@ -9,7 +9,7 @@ import numpy as np
 from analysis.pareto import FRONTIERS, NOT_ON_FRONTIER, frontier_mask
 from paper_figures.data import GridData, SkipFigure, mark_partial, pct
 from paper_figures.style import (
-    legend_columns,
+    figure_legend,
     method_sort_key,
     method_style,
     new_figure,
@@ -91,10 +91,7 @@ def draw_frontier_figure(
             ax.set_xlabel(xlabel)
             _pad_x(ax, part[xcol].to_numpy())
         axes[0].set_ylabel("val accuracy (%)")
-        handles, labels = _unique_legend(axes)
-        fig.legend(
-            handles, labels, loc="outside lower center", ncol=legend_columns(fig, len(labels))
-        )
+        figure_legend(fig, axes)
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(
             fig,
@@ -117,11 +114,3 @@ def _pad_x(ax, x: np.ndarray) -> None:
     lo, hi = float(x.min()), float(x.max())
     pad = 0.12 * (hi - lo or abs(hi) or 1.0)
     ax.set_xlim(lo - pad, hi + 2 * pad)  # room on the right for the point labels
-
-
-def _unique_legend(axes):
-    seen: dict[str, object] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    return list(seen.values()), list(seen)

@@ -16,7 +16,7 @@ from paper_figures.data import (
     pct,
 )
 from paper_figures.style import (
-    legend_columns,
+    figure_legend,
     method_sort_key,
     method_style,
     new_figure,
@@ -43,10 +43,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             _panel(ax, data, rows[rows["arch"] == arch], arch)
             ax.set_title(data.panel_title(arch, shown))
         axes[0].set_ylabel("val accuracy (%)")
-        handles, labels = _legend_entries(axes)
-        fig.legend(
-            handles, labels, loc="outside lower center", ncol=legend_columns(fig, len(labels))
-        )
+        figure_legend(fig, axes)
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(
             fig,
@@ -78,11 +75,3 @@ def _panel(ax, data: GridData, rows, arch: str) -> None:
         )
     ax.set_xlabel("kept visual tokens (fraction)")
     ax.set_xlim(0, 1.05)
-
-
-def _legend_entries(axes):
-    seen: dict[str, object] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    return list(seen.values()), list(seen)

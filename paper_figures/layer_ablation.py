@@ -9,7 +9,7 @@ import numpy as np
 
 from paper_figures.data import GridData, SkipFigure, mark_partial, most_covered, pct
 from paper_figures.style import (
-    legend_columns,
+    figure_legend,
     method_sort_key,
     method_style,
     new_figure,
@@ -64,16 +64,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             ax.set_xlabel("prune after ViT block")
             ax.set_title(data.panel_title(arch, shown))
         axes[0].set_ylabel("val accuracy (%)")
-        seen: dict[str, object] = {}
-        for ax in axes:
-            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-                seen.setdefault(label, handle)
-        fig.legend(
-            list(seen.values()),
-            list(seen),
-            loc="outside lower center",
-            ncol=legend_columns(fig, len(seen)),
-        )
+        figure_legend(fig, axes)
         partial = (rows["n"] < rows["n_planned"]).any()
         set_title(
             fig,

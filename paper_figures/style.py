@@ -107,6 +107,20 @@ def legend_columns(fig: Figure, entries: int) -> int:
     return max(1, min(entries, 7, int(fig.get_figwidth() / 1.15)))
 
 
+def figure_legend(fig: Figure, axes) -> None:
+    """One legend below all panels: each label once (first handle wins), wrapped to the width."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    fig.legend(
+        list(seen.values()),
+        list(seen),
+        loc="outside lower center",
+        ncol=legend_columns(fig, len(seen)),
+    )
+
+
 def set_title(fig: Figure, *parts: str) -> None:
     """Figure title from parts (first = headline), wrapped to the figure width so it never spills."""
     width_chars = max(30, int(fig.get_figwidth() * 12))
