@@ -13,9 +13,6 @@ import pandas as pd
 # Methods that need ground truth are upper bounds, not options: drawn, but never on a frontier.
 NOT_ON_FRONTIER = ("oracle",)
 
-# Methods that need ground truth are upper bounds, not options: drawn, but never on a frontier.
-NOT_ON_FRONTIER = ("oracle",)
-
 FRONTIERS = {
     # name: (x column, x is better when larger)
     "gflops": ("total_gflops_mean", False),
