@@ -19,6 +19,7 @@ class Registry:
         self.kind = kind
         self._populate = populate
         self._populated = False
+        self._populating = False
         self._items: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -33,10 +34,21 @@ class Registry:
         return deco
 
     def _ensure_populated(self) -> None:
-        if not self._populated:
-            self._populated = True
+        """Import the modules that fill this registry, once they all import.
+
+        A failed import propagates and leaves the registry unpopulated, so the next lookup retries
+        (and fails with the same import error) instead of reporting every valid key as unknown.
+        Lookups made while the modules are importing see the entries registered so far.
+        """
+        if self._populated or self._populating:
+            return
+        self._populating = True
+        try:
             for module in self._populate:
                 importlib.import_module(module)
+        finally:
+            self._populating = False
+        self._populated = True
 
     def names(self) -> list[str]:
         self._ensure_populated()
