@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.decode import decode_frames  # noqa: E402
-from core.data.sampling import uniform  # noqa: E402
+from core.data.sampling import ClipTiming, uniform  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode.md"
 SECONDS, FPS, WIDTH, HEIGHT, GOP, N_FRAMES = 30, 30, 640, 360, 60, 8
@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_clip(Path(tmp) / "bench.mp4")
         size_mb = path.stat().st_size / 1e6
-        times = uniform(float(SECONDS), N_FRAMES / SECONDS, N_FRAMES, N_FRAMES)
+        times = uniform(ClipTiming(float(SECONDS), FPS), N_FRAMES / SECONDS, N_FRAMES, N_FRAMES)
         time_mode(path, times, args.frame_size, "seek", 1)  # warm the file cache
         rows = [
             time_mode(path, times, args.frame_size, mode, args.repeats)

@@ -50,9 +50,9 @@ def test_qa_sample_tensors(qa_tree):
     unit = item["pixel_values"] * std + mean  # back to [0, 1]: the configured stats were applied
     assert unit.min() >= -1e-5 and unit.max() <= 1 + 1e-5
     assert item["frame_mask"].all() and bool(item["sample_valid"])
-    # 20 frames at 5 fps = 4 s → 8 uniform samples at i·4/7 s → first frame ≥ t − 0.1 s.
-    want = [int(np.ceil(round((i * 4 / 7 - 0.1) * 5, 6))) for i in range(8)]
-    want[-1] = 19
+    # 20 frames at 5 fps: the last starts at 3.8 s → 8 samples at i·3.8/7 s → nearest frames,
+    # first and last included, each source frame at most once.
+    want = [0, 3, 5, 8, 11, 14, 16, 19]
     frames = (unit.permute(0, 2, 3, 1) * 255).round().byte().numpy()
     assert [frame_index(f, 20) for f in frames] == want
     assert item["timestamps"].tolist() == pytest.approx([w / 5 for w in want], abs=1e-5)
@@ -255,7 +255,7 @@ def test_pixels_match_direct_decode(qa_tree):
     cfg = _cfg(root, cache_frames=False)
     item = build_dataset(cfg, "validation", TOK)[0]
     frames, _ = decode_frames(
-        root / "raw/videos/validation/c0.mp4", [i * 4 / 7 for i in range(8)], 64
+        root / "raw/videos/validation/c0.mp4", [i * 3.8 / 7 for i in range(8)], 64
     )
     expected = normalize_frames(frames, cfg.pixel_mean, cfg.pixel_std)
     assert torch.equal(item["pixel_values"], expected)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data.sampling import probe_duration
+from core.data.sampling import ClipTiming
 
 MODES = ("auto", "seek", "sequential")
 NO_INDEX_SEEK_GAP_S = 2.0
@@ -76,11 +76,28 @@ def open_video(path: str | Path) -> tuple[Any, Any]:
     return container, container.streams.video[0]
 
 
-def _source_fps(stream: Any) -> float:
+def probe_duration(container: Any, stream: Any) -> float:
+    """Clip duration in seconds from stream metadata, then the container, then frames/rate; else 0."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return float(container.duration) / 1e6
+    rate = stream.average_rate
+    if stream.frames and rate:
+        return float(stream.frames / rate)
+    return 0.0
+
+
+def stream_fps(stream: Any) -> float:
+    """The stream's frame rate from its metadata, or 0 when it declares none."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and float(rate) > 0:
             return float(rate)
-    return 25.0
+    return 0.0
+
+
+def _source_fps(stream: Any) -> float:
+    return stream_fps(stream) or 25.0
 
 
 def _keyframe_times(stream: Any, start: int) -> list[float]:
@@ -234,20 +251,21 @@ def decode_open(
 
 def load_clip(
     path: str | Path,
-    timestamps_for: Callable[[float], Sequence[float]],
+    timestamps_for: Callable[[ClipTiming], Sequence[float]],
     frame_size: int,
     *,
     mode: str = "auto",
     threads: int = 1,
 ) -> tuple[np.ndarray, DecodeInfo, list[float]]:
-    """Open once, probe the duration, pick timestamps with `timestamps_for(duration)`, decode.
+    """Open once, probe the timing, pick timestamps with `timestamps_for(ClipTiming)`, decode.
 
     Returns (frames uint8 (n,S,S,3), info, requested timestamps). Raises ClipError for clips that
     cannot be opened as video; partial decodes come back with `info.valid` False where missing.
     """
     container, stream = open_video(path)
     try:
-        times = list(timestamps_for(probe_duration(container, stream)))
+        timing = ClipTiming(probe_duration(container, stream), stream_fps(stream))
+        times = list(timestamps_for(timing))
         frames, info = decode_open(container, stream, times, frame_size, mode=mode, threads=threads)
     finally:
         container.close()

@@ -21,6 +21,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# Part of every key: bump it when the sampling or decoding rules change what a key decodes to.
+CACHE_VERSION = 2
+
 
 @dataclass
 class DecodedClip:
@@ -41,6 +44,7 @@ def cache_key(path: str | Path, cfg: Any) -> str | None:
     except OSError:
         return None
     ident = [
+        CACHE_VERSION,
         str(p),
         st.st_size,
         st.st_mtime_ns,

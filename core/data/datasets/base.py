@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from core.data.decode import ClipError, load_clip, normalize_frames
 from core.data.frame_cache import DecodedClip, FrameCache, cache_key
-from core.data.sampling import sample_timestamps
+from core.data.sampling import ClipTiming, sample_timestamps
 from core.data.text import IGNORE_INDEX, build_text_example
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,9 @@ class VideoTextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _timestamps(self, duration: float) -> list[float]:
+    def _timestamps(self, clip: ClipTiming) -> list[float]:
         c = self.cfg
-        return sample_timestamps(c.sampling_policy, duration, c.fps, c.min_frames, c.max_frames)
+        return sample_timestamps(c.sampling_policy, clip, c.fps, c.min_frames, c.max_frames)
 
     def _decode(self, path: Path) -> DecodedClip:
         try:
