@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from core.config import DataConfig
-from core.data import build_dataset, collate, make_loader
+from core.data import build_dataset, collate
 from core.data.datasets import base as base_module
 from core.data.datasets.base import sample_key
 from core.data.datasets.webvid import video_path
 from core.data.decode import decode_frames, normalize_frames
-from core.data.loader import set_epoch
 from core.data.text import IGNORE_INDEX
 from core.data.tokenizer import WordTokenizer
+from core.training.batches import eval_loader
 from tests.video_fixtures import coded_frames, frame_index, write_mp4
 
 TOK = WordTokenizer.from_texts(
@@ -182,7 +180,7 @@ def test_bad_clips_become_masked_samples_and_are_counted(qa_tree, clip_zoo, capl
 def test_loader_over_only_bad_clips_yields_invalid_batches(qa_tree, clip_zoo, workers):
     root = qa_tree({k: clip_zoo[k] for k in BAD})
     ds = build_dataset(_cfg(root), "validation", TOK)
-    batches = list(make_loader(ds, 2, shuffle=True, seed=0, num_workers=workers))
+    batches = list(eval_loader(ds, collate, 2, num_workers=workers))
     assert sum(len(b["clip_id"]) for b in batches) == len(BAD)
     for b in batches:
         assert not b["sample_valid"].any() and not b["frame_mask"].any()
@@ -278,34 +276,25 @@ def test_collate_shapes_and_mismatch_errors(qa_tree):
         collate([ds[0], more])
 
 
-class _Indexed(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 23
+def test_only_the_synthetic_benchmark_is_generated_a_typo_is_an_error(tmp_path, monkeypatch):
+    from core.data import prepare_data
+    from core.data import synthetic as synthetic_module
 
-    def __getitem__(self, i: int) -> dict:
-        return {"i": torch.tensor(i)}
-
-
-def _order(loader: DataLoader) -> list[list[int]]:
-    return [b["i"].tolist() for b in loader]
-
-
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_loader_resume_replays_the_uninterrupted_batches(drop_last):
-    ds = _Indexed()
-    full = make_loader(ds, 4, shuffle=True, seed=7, drop_last=drop_last)
-    epochs = []
-    for e in range(3):
-        set_epoch(full, e)
-        epochs.append(_order(full))
-    assert epochs[0] != epochs[1]
-    seen = sum(epochs[0], [])
-    assert len(seen) == (20 if drop_last else 23) and len(set(seen)) == len(seen)
-    for e in range(3):
-        for step in (0, 2, 5):
-            resumed = make_loader(
-                ds, 4, shuffle=True, seed=7, drop_last=drop_last, epoch=e, skip_batches=step
+    calls = []
+    monkeypatch.setattr(synthetic_module, "ensure_synthetic", lambda *a, **k: calls.append(a))
+    (tmp_path / "raw" / "synthetic").mkdir(parents=True)
+    prepare_data(DataConfig(data_root=str(tmp_path)))
+    assert len(calls) == 1  # the synthetic benchmark: generated (or found) on first use
+    typo = DataConfig(data_root=str(tmp_path), dataset_name="synthetc")
+    with pytest.raises(FileNotFoundError) as err:
+        prepare_data(typo)
+    message = str(err.value)
+    assert "data.dataset_name='synthetc'" in message and str(tmp_path / "raw/synthetc") in message
+    assert "did you mean data.dataset_name=synthetic" in message
+    assert len(calls) == 1 and not (tmp_path / "raw" / "synthetc").exists()
+    for kind in ("webvid", "qa_jsonl"):  # never a stand-in under the user's dataset name
+        with pytest.raises(FileNotFoundError, match="no dataset|no " + kind):
+            prepare_data(
+                DataConfig(data_root=str(tmp_path), dataset_type=kind, dataset_name="mine")
             )
-            assert _order(resumed) == epochs[e][step:], (e, step)
-    assert _order(make_loader(ds, 4, shuffle=True, seed=8)) != epochs[0]
-    assert sum(_order(make_loader(ds, 4, shuffle=False, seed=7)), []) == list(range(23))
+    assert len(calls) == 1

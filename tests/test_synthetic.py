@@ -469,9 +469,8 @@ def test_bad_question_types_name_the_field_value_and_choices(types, needles):
 
 
 def test_data_config_validates_question_types_and_wiring_passes_them(tmp_path, monkeypatch):
-    from core.cell import prepare_data
     from core.config import ConfigError, ExperimentConfig
-    from core.data import datasets as datasets_module
+    from core.data import prepare_data
     from core.data import synthetic as synthetic_module
 
     with pytest.raises(ConfigError, match=r"data\.synthetic_question_types=\['count', 'cnt'\]"):
@@ -480,12 +479,11 @@ def test_data_config_validates_question_types_and_wiring_passes_them(tmp_path, m
     monkeypatch.setattr(synthetic_module, "ensure_synthetic", lambda *a, **k: calls.append(k))
     data = {"data_root": str(tmp_path / "d"), "synthetic_question_types": ["needle", "count"]}
     cfg = ExperimentConfig.from_dict({"data": data})
-    prepare_data(cfg)
-    datasets_module.ensure_data(cfg.data)
-    assert [k["question_types"] for k in calls] == [["needle", "count"]] * 2
+    prepare_data(cfg.data)
+    assert [k["question_types"] for k in calls] == [["needle", "count"]]
     calls.clear()
     empty = {"data_root": str(tmp_path / "e"), "synthetic_question_types": []}
-    prepare_data(ExperimentConfig.from_dict({"data": empty}))
+    prepare_data(ExperimentConfig.from_dict({"data": empty}).data)
     assert calls[0]["question_types"] is None  # empty list = all types
 
 

@@ -79,6 +79,14 @@ class VideoTextDataset(Dataset):
         """Read the manifest of `split`; raise a clear error if it is missing or malformed."""
         raise TypeError(f"{cls.__name__} must define load_records")
 
+    @classmethod
+    def data_location(cls, cfg: Any) -> Path:
+        """Where this dataset type keeps `cfg`'s data: an explicit data.manifest, else
+        `<data_root>/raw/<dataset_name>` (what `prepare_data` checks before anything is built)."""
+        if cfg.manifest:
+            return Path(cfg.manifest.replace("{split}", cfg.split))
+        return Path(cfg.data_root) / "raw" / cfg.dataset_name
+
     def _check_ground_truth(self) -> None:
         if not self.supports_ground_truth:
             raise ValueError(

@@ -48,6 +48,10 @@ class FolderDataset(VideoTextDataset):
     supports_ground_truth = False
 
     @classmethod
+    def data_location(cls, cfg: Any) -> Path:
+        return folder_dir(cfg, cfg.split)
+
+    @classmethod
     def load_records(cls, cfg: Any, split: str) -> list[ClipRecord]:
         folder = folder_dir(cfg, split)
         if not folder.is_dir():
