@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.decode import ClipError, decode_frames, normalize_frames
+from core.data.decode import ClipError, decode_frames, denormalize_frames, normalize_frames
 from tests.video_fixtures import PALETTE, coded_frames, frame_index, write_mp4
 
 N, FPS = 60, 10.0
@@ -118,3 +118,17 @@ def test_normalize_frames_maps_to_unit_range():
     out = normalize_frames(x)
     assert out.shape == (1, 3, 2, 2) and out.dtype == torch.float32
     assert out[0, :, 0, 0].tolist() == pytest.approx([-1.0, 1.0, 51 / 127.5 - 1])
+
+
+def test_denormalize_inverts_normalize_for_any_configured_statistics():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    for mean, std in (((0.166, 0.165, 0.163), (0.107, 0.098, 0.104)), ((0.5,) * 3, (0.5,) * 3)):
+        pixels = normalize_frames(frames, mean, std)
+        assert np.array_equal(denormalize_frames(pixels, mean, std), frames)
+    # Negative control: inverting the dataset statistics with SigLIP's 0.5/0.5 (the old keep-map
+    # code) washes a dark background out to mid-grey.
+    dark = np.full((1, 4, 4, 3), 40, np.uint8)
+    pixels = normalize_frames(dark, (0.166,) * 3, (0.107,) * 3)
+    assert denormalize_frames(pixels, (0.166,) * 3, (0.107,) * 3).max() == 40
+    assert denormalize_frames(pixels).min() > 100

@@ -298,3 +298,15 @@ def normalize_frames(
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return x.sub_(m).div_(s)
+
+
+def denormalize_frames(
+    pixels: torch.Tensor,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
+    """Inverse of `normalize_frames`: float (n, 3, S, S) → uint8 (n, S, S, 3) RGB, clipped."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    unit = (pixels.detach().float().cpu() * s + m).clamp_(0.0, 1.0)
+    return unit.mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
