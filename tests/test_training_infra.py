@@ -13,6 +13,7 @@ from torch import nn
 
 from core.config.train import TrainConfig
 from core.training import checkpoint as ck
+from core.training.batches import ResumableBatchSampler
 from core.training.schedule import build_optimizer, build_scheduler, lr_factor
 from core.training.seeding import seed_everything
 from core.training.status import CellStatus, git_commit, is_done, read_status
@@ -106,7 +107,8 @@ class _Tiny(nn.Module):
         self.patch_embed = nn.Linear(12, 8)
         self.norm = nn.LayerNorm(8)
         self.proj = nn.Linear(8, 8)
-        self.scorer = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 1))
+        self.reducer = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 1))
+        self.reducers_stats = nn.Linear(8, 8)  # not the reducer: the name only contains it
         self.frozen = nn.Linear(8, 8)
         self.frozen.requires_grad_(False)
 
@@ -116,9 +118,9 @@ def _groups_by_name(opt) -> dict[str, tuple[float, float]]:
 
 
 @pytest.mark.parametrize("as_module", [True, False])
-def test_param_groups_decay_and_scorer_lr(as_module):
+def test_param_groups_decay_and_reducer_lr(as_module):
     model = _Tiny()
-    cfg = TrainConfig(lr=1e-3, scorer_lr=5e-3, weight_decay=0.1)
+    cfg = TrainConfig(lr=1e-3, reducer_lr=5e-3, weight_decay=0.1)
     source = model if as_module else model.named_parameters()
     groups = _groups_by_name(build_optimizer(source, cfg))
     assert groups["proj.weight"] == (1e-3, 0.1)
@@ -126,8 +128,9 @@ def test_param_groups_decay_and_scorer_lr(as_module):
     assert groups["proj.bias"] == (1e-3, 0.0)
     assert groups["norm.weight"] == (1e-3, 0.0)
     assert groups["tok_embedding.weight"] == (1e-3, 0.0)
-    assert groups["scorer.0.weight"] == (5e-3, 0.1)
-    assert groups["scorer.1.bias"] == (5e-3, 0.0)
+    assert groups["reducer.0.weight"] == (5e-3, 0.1)
+    assert groups["reducer.1.bias"] == (5e-3, 0.0)
+    assert groups["reducers_stats.weight"] == (1e-3, 0.1)
     assert not any(n.startswith("frozen") for n in groups)
 
 
@@ -146,7 +149,9 @@ def test_optimizer_refuses_fully_frozen_model():
 
 def test_schedule_warmup_then_cosine_to_min_ratio_per_group():
     model = _Tiny()
-    cfg = TrainConfig(lr=1e-3, scorer_lr=4e-3, warmup_steps=4, min_lr_ratio=0.1)
+    cfg = TrainConfig(
+        lr=1e-3, reducer_lr=4e-3, warmup_steps=4, reducer_warmup_steps=8, min_lr_ratio=0.1
+    )
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, total_steps=20)
     lrs = []
@@ -155,11 +160,17 @@ def test_schedule_warmup_then_cosine_to_min_ratio_per_group():
         opt.step()
         sched.step()
     main = [x["main/decay"] for x in lrs]
-    scorer = [x["scorer/decay"] for x in lrs]
+    reducer = [x["reducer/decay"] for x in lrs]
     assert main[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
     assert main[4] == pytest.approx(1e-3)
     assert main[-1] == pytest.approx(1e-4)
-    assert scorer[-1] == pytest.approx(4e-4)
+    assert reducer[:8] == pytest.approx([4e-3 * (i + 1) / 8 for i in range(8)])  # its own warm-up
+    assert reducer[8] == pytest.approx(4e-3)
+    assert reducer[-1] == pytest.approx(4e-4)
+    follows = TrainConfig(lr=1e-3, reducer_lr=4e-3, warmup_steps=4)  # None: the main warm-up
+    opt = build_optimizer(_Tiny(), follows)
+    build_scheduler(opt, follows, total_steps=20)
+    assert {g["group"]: g["lr"] for g in opt.param_groups}["reducer/decay"] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(main[4:], main[5:], strict=False))
     mid = 4 + (20 - 4 - 1) / 2
     assert lr_factor(int(mid), 4, 20, 0.1) == pytest.approx(
@@ -252,3 +263,30 @@ def test_seed_everything_repeats_and_differs_by_seed():
     assert a[:3] != c[:3]
     with pytest.raises(ValueError, match="train.seed"):
         seed_everything(-1)
+
+
+# ---- resumable batch order ------------------------------------------------------------------
+def _steps(sampler) -> list[list[int]]:
+    return [list(b) for b in sampler]
+
+
+def test_resumed_sampler_replays_exactly_the_uninterrupted_batches():
+    full = _steps(ResumableBatchSampler(23, 4, seed=7, total_steps=12))  # 5 steps per epoch
+    epochs = [sum(full[e * 5 : (e + 1) * 5], []) for e in range(2)]
+    assert len(set(epochs[0])) == 20 and epochs[0] != epochs[1]  # a fresh permutation per epoch
+    for start in (0, 3, 5, 11):
+        resumed = ResumableBatchSampler(23, 4, seed=7, start_step=start, total_steps=12)
+        assert _steps(resumed) == full[start:]
+    assert _steps(ResumableBatchSampler(23, 4, seed=8, total_steps=12)) != full
+
+
+def test_ranks_take_disjoint_slices_of_each_global_batch():
+    one = _steps(ResumableBatchSampler(24, 4, seed=1, total_steps=3, world_size=1))
+    ranks = [
+        _steps(ResumableBatchSampler(24, 2, seed=1, total_steps=3, rank=r, world_size=2))
+        for r in range(2)
+    ]
+    for step in range(3):
+        assert ranks[0][step] + ranks[1][step] == one[step]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        ResumableBatchSampler(3, 2, seed=0, world_size=2)

@@ -22,9 +22,10 @@ class TrainConfig:
     caption_steps: int = 400
     batch_size: int = 32
     lr: float = 3e-3
-    scorer_lr: float = 1e-3
+    reducer_lr: float = 1e-3  # the token reducer's own parameters (STTS scorer)
     weight_decay: float = 0.05
     warmup_steps: int = 20
+    reducer_warmup_steps: int | None = None  # None → warmup_steps
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
@@ -40,11 +41,18 @@ class TrainConfig:
             fail("train.steps", self.steps, "steps must be ≥ 0", "use a positive step count")
         if self.batch_size < 1:
             fail("train.batch_size", self.batch_size, "must be ≥ 1", "use e.g. 32")
-        for name in ("lr", "scorer_lr"):
+        for name in ("lr", "reducer_lr"):
             if getattr(self, name) <= 0:
                 fail(f"train.{name}", getattr(self, name), "must be positive", "use e.g. 1e-3")
         if self.warmup_steps < 0:
             fail("train.warmup_steps", self.warmup_steps, "must be ≥ 0", "use e.g. 30")
+        if self.reducer_warmup_steps is not None and self.reducer_warmup_steps < 0:
+            fail(
+                "train.reducer_warmup_steps",
+                self.reducer_warmup_steps,
+                "must be ≥ 0",
+                "use e.g. 20, or null to follow train.warmup_steps",
+            )
         if not 0 <= self.min_lr_ratio <= 1:
             fail("train.min_lr_ratio", self.min_lr_ratio, "must lie in [0, 1]", "use 0.1")
         if self.grad_clip < 0:

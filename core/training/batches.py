@@ -57,6 +57,13 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return max(0, self.total_steps - self.start_step)
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of a collated batch moved to `device` (strings and lists stay)."""
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
 def train_loader(
     dataset: Dataset,
     collate,

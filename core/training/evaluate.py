@@ -11,17 +11,14 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
+from torch import nn
 
-from core.models.vlm import VideoVLM
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
+from core.data.text import IGNORE_INDEX
+from core.training.batches import to_device
+from core.training.precision import autocast
 
 
 def chance_level(rows: Iterable[tuple[str, str, list[str] | None]]) -> dict[str, float]:
@@ -46,11 +43,7 @@ def chance_level(rows: Iterable[tuple[str, str, list[str] | None]]) -> dict[str,
 
 @torch.no_grad()
 def evaluate(
-    model: VideoVLM,
-    loader: Iterable[dict],
-    device: torch.device,
-    autocast: Callable = torch.autocast,
-    use_amp: bool = False,
+    model: nn.Module, loader: Iterable[dict], device: torch.device, precision: str = "fp32"
 ) -> dict:
     """Run the whole loader; returns accuracy, per-type accuracy/counts, caption loss, throughput."""
     model.eval()
@@ -61,11 +54,11 @@ def evaluate(
     start = time.perf_counter()
     for batch in loader:
         batch = to_device(batch, device)
-        with autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast(device, precision):
             out = model(batch)
         logits = out.logits.float()
         labels = batch["labels"]
-        supervised = labels != -100
+        supervised = labels != IGNORE_INDEX
         pred = logits.argmax(-1)
         ok = ((pred == labels) | ~supervised).all(1) & supervised.any(1)
         if supervised.any():

@@ -1,4 +1,9 @@
-"""AdamW with decay/no-decay and scorer parameter groups, plus warm-up + cosine LR schedule."""
+"""AdamW with decay/no-decay and reducer parameter groups, plus warm-up + cosine LR schedules.
+
+The token reducer's parameters (module path component `reducer`, e.g. `vision.reducer.mlp.0.weight`)
+train at `train.reducer_lr` with their own warm-up `train.reducer_warmup_steps`, as STTS trains its
+freshly initialised scorer beside a pretrained model.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,8 @@ from core.config.train import TrainConfig
 
 # Name substrings that mark embeddings/norms when only (name, param) pairs are given. A patch
 # embedding is a linear projection and keeps its decay, so plain "embed" is not on the list.
-NO_DECAY_KEYS = (
-    "bias",
-    "norm",
-    "embedding",
-    "embed_tokens",
-    "tok_emb",
-    "pos_emb",
-    "frame_emb",
-    "cls_token",
-)
+NO_DECAY_KEYS = ("bias", "norm", "embedding", "embed_tokens", "pos_embed")
+REDUCER_MODULE = "reducer"
 
 ParamSource = nn.Module | Iterable[tuple[str, nn.Parameter]]
 
@@ -49,49 +46,41 @@ def _named_with_flags(source: ParamSource) -> list[tuple[str, nn.Parameter, bool
     return [(n, p, _no_decay_by_name(n, p)) for n, p in source]
 
 
-def _is_scorer(name: str, prefixes: tuple[str, ...]) -> bool:
-    parts = name.split(".")
-    return any(p in part for p in prefixes for part in parts)
+def is_reducer_parameter(name: str) -> bool:
+    """True for parameters of the token reducer (a `reducer` component in the dotted name)."""
+    return REDUCER_MODULE in name.split(".")
 
 
-def param_groups(
-    named_params: ParamSource,
-    cfg: TrainConfig,
-    scorer_prefixes: tuple[str, ...] = ("scorer",),
-) -> list[dict]:
-    """Up to four groups: (main | scorer) × (decay | no decay); frozen params are left out.
+def param_groups(named_params: ParamSource, cfg: TrainConfig) -> list[dict]:
+    """Up to four groups: (main | reducer) × (decay | no decay); frozen params are left out.
 
     `named_params` is `model.named_parameters()` or the model itself. Biases, norms, embeddings and
     every 1-d tensor get no weight decay (by module type when a model is given, else by name);
-    parameters whose name has a dotted component containing a scorer prefix use `cfg.scorer_lr`."""
+    reducer parameters use `cfg.reducer_lr`."""
     buckets: dict[tuple[bool, bool], list[tuple[str, nn.Parameter]]] = {}
     seen: set[int] = set()
     for name, param, no_decay in _named_with_flags(named_params):
         if not param.requires_grad or id(param) in seen:
             continue
         seen.add(id(param))
-        key = (_is_scorer(name, scorer_prefixes), no_decay)
+        key = (is_reducer_parameter(name), no_decay)
         buckets.setdefault(key, []).append((name, param))
     groups = []
-    for (scorer, no_decay), items in sorted(buckets.items()):
+    for (reducer, no_decay), items in sorted(buckets.items()):
         groups.append(
             {
                 "params": [p for _, p in items],
                 "names": [n for n, _ in items],
-                "lr": cfg.scorer_lr if scorer else cfg.lr,
+                "lr": cfg.reducer_lr if reducer else cfg.lr,
                 "weight_decay": 0.0 if no_decay else cfg.weight_decay,
-                "group": f"{'scorer' if scorer else 'main'}/{'no_decay' if no_decay else 'decay'}",
+                "group": f"{'reducer' if reducer else 'main'}/{'no_decay' if no_decay else 'decay'}",
             }
         )
     return groups
 
 
-def build_optimizer(
-    named_params: ParamSource,
-    cfg: TrainConfig,
-    scorer_prefixes: tuple[str, ...] = ("scorer",),
-) -> torch.optim.AdamW:
-    groups = param_groups(named_params, cfg, scorer_prefixes)
+def build_optimizer(named_params: ParamSource, cfg: TrainConfig) -> torch.optim.AdamW:
+    groups = param_groups(named_params, cfg)
     if not groups:
         raise ValueError(
             "no trainable parameters: every parameter has requires_grad=False. "
@@ -127,9 +116,15 @@ class _Factor:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up then cosine decay to `cfg.min_lr_ratio` × each group's base lr, over `total_steps`."""
+    """Warm-up then cosine decay to `cfg.min_lr_ratio` × each group's base lr, over `total_steps`;
+    reducer groups warm up over `cfg.reducer_warmup_steps` (None: `cfg.warmup_steps`)."""
     if total_steps < 0:
         raise ValueError(f"total_steps={total_steps}: must be ≥ 0")
-    warmup = min(cfg.warmup_steps, total_steps)
-    factor = _Factor(warmup, total_steps, cfg.min_lr_ratio)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor] * len(optimizer.param_groups))
+    main = _Factor(min(cfg.warmup_steps, total_steps), total_steps, cfg.min_lr_ratio)
+    warm = cfg.warmup_steps if cfg.reducer_warmup_steps is None else cfg.reducer_warmup_steps
+    reducer = _Factor(min(warm, total_steps), total_steps, cfg.min_lr_ratio)
+    factors = [
+        reducer if str(g.get("group", "")).startswith("reducer") else main
+        for g in optimizer.param_groups
+    ]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
