@@ -1,10 +1,11 @@
-"""The experiment cell: frozen config → data and model → train → evaluate → measure → results.
+"""One experiment cell, top to bottom: data → model → optimisation → parallel wrap → train →
+evaluate → measure → result.json.
 
 `run_cell(cell_dir)` is what every launcher backend calls. It reads `cell_dir/config.yaml` (the
 resolved config plus a `cell` block), resumes from `checkpoints/last.pt` when present (refusing a
 changed config), and writes `status.json`, `metrics.jsonl`, `diagnostics/` and finally `result.json`
 atomically: its presence means the cell is done, so finished results are never redone or lost.
-Under torchrun/DDP every rank trains; only rank 0 writes.
+Under torchrun/DDP every rank trains; only rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -12,28 +13,43 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from core.config import ExperimentConfig
+from core.config import RUNTIME_KEYS, ExperimentConfig
+from core.data import build_dataset, build_tokenizer, collate, prepare_data
+from core.diagnostics import save_keep_example
+from core.efficiency import analytic_flops, hardware_info, measure_model
 from core.io import read_json, read_yaml, write_json_atomic
 from core.models.vlm import VideoVLM
-from core.training.batches import eval_loader
-from core.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng_state,
-)
-from core.training.evaluate import chance_level, evaluate, to_device
+from core.training.batches import eval_loader, to_device
+from core.training.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state
+from core.training.distributed import DistInfo, init_distributed
+from core.training.evaluate import chance_level, evaluate
+from core.training.logger import RunLogger, make_logger
 from core.training.schedule import build_optimizer, build_scheduler
 from core.training.seeding import seed_everything
-from core.training.trainer import NonFiniteLoss, Phase, TrainState, train, unwrap
+from core.training.status import CellStatus
+from core.training.trainer import (
+    NonFiniteLoss,
+    TaskSegment,
+    TrainCallback,
+    TrainLoop,
+    TrainState,
+    train,
+)
 
+CONFIG_FILE = "config.yaml"
+RESULT_FILE = "result.json"
 CHECKPOINT = "checkpoints/last.pt"
+DIAGNOSTICS = "diagnostics"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_cell_config(cell_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
-    path = cell_dir / "config.yaml"
+    path = cell_dir / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no frozen cell config. Fix: launch the cell through "
@@ -60,50 +76,65 @@ def load_cell_config(cell_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     return ExperimentConfig.from_dict(raw), meta
 
 
-def prepare_data(cfg: ExperimentConfig) -> None:
-    """Generate the synthetic benchmark on first use (cached) when the config asks for it."""
-    d = cfg.data
-    manifest = Path(d.data_root) / "raw" / d.dataset_name
-    if d.generate_synthetic and d.dataset_type in ("qa_jsonl", "webvid") and not manifest.exists():
-        from core.data.synthetic import ensure_synthetic
-
-        ensure_synthetic(
-            d.data_root,
-            d.synthetic_train,
-            d.synthetic_val,
-            d.synthetic_seed,
-            name=d.dataset_name,
-            question_types=d.synthetic_question_types or None,
-        )
-
-
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    from core.config import RUNTIME_KEYS
-
+    """Experiment keys whose values differ (runtime-only keys left out)."""
     keys = (set(old) | set(new)) - set(RUNTIME_KEYS)
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-class Cell:
-    """One cell run; `run()` returns the result dict (also written to result.json)."""
+@dataclass
+class CellData:
+    """The datasets of a cell: training segments (caption pre-training, then the task) and val."""
 
-    def __init__(self, cell_dir: str | os.PathLike[str]) -> None:
+    vocab_size: int
+    segments: list[TaskSegment]
+    val: Any
+
+    @property
+    def total_steps(self) -> int:
+        return self.segments[-1].stop
+
+
+@dataclass
+class Optimisation:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+class _LogTo(TrainCallback):
+    """Training metrics to the run logger, the step to status.json (the launcher's heartbeat)."""
+
+    def __init__(self, logger: RunLogger, status: CellStatus | None) -> None:
+        self.logger, self.status = logger, status
+
+    def on_log(self, metrics: dict[str, Any], step: int) -> None:
+        self.logger.log(metrics, step, "train")
+        if self.status:
+            self.status.update(step)
+
+
+class CellRun:
+    """One cell run; `run()` returns the result dict (also written to result.json).
+
+    `callbacks` observe training (progress displays, tests that interrupt a run)."""
+
+    def __init__(
+        self, cell_dir: str | os.PathLike[str], callbacks: Sequence[TrainCallback] = ()
+    ) -> None:
         self.dir = Path(cell_dir).resolve()
         self.cfg, self.meta = load_cell_config(self.dir)
         self.cell_id = self.meta.get("cell_id") or self.cfg.identity_hash()
+        self.callbacks = list(callbacks)
+        self.state = TrainState()
 
     def run(self) -> dict[str, Any]:
-        from core.training.distributed import init_distributed
-        from core.training.status import CellStatus
-
-        result_path = self.dir / "result.json"
+        result_path = self.dir / RESULT_FILE
         if result_path.exists():
             return read_json(result_path)
         dist = init_distributed()
         status = CellStatus(self.dir) if dist.rank == 0 else None
         if status:
             status.start()
-        self.state = TrainState()
         try:
             return self._run(dist, status)
         except NonFiniteLoss as exc:
@@ -115,137 +146,81 @@ class Cell:
                 status.fail(f"{type(exc).__name__}: {exc}", self.state.step)
             raise
 
-    # ------------------------------------------------------------------------------------
-    def _run(self, dist, status) -> dict[str, Any]:
-        from core.data import build_dataset, build_tokenizer, collate
-        from core.efficiency import analytic_flops, hardware_info, measure_model
-        from core.training.logger import make_logger
+    def _run(self, dist: DistInfo, status: CellStatus | None) -> dict[str, Any]:
+        started = time.perf_counter()
+        device = self.setup(dist)
+        data = self.build_data()
+        model = self.build_model(data.vocab_size, device)
+        optimisation = self.build_optimisation(model, data.total_steps)
+        self.resume(model, optimisation)
+        logger = self.make_logger(dist, status)
+        tick = time.perf_counter()
+        parallel = self.wrap_parallel(model, device, dist)
+        self.train(parallel, optimisation, data, device, dist, _LogTo(logger, status))
+        timing = {"train_s": time.perf_counter() - tick}
+        if dist.rank != 0:
+            logger.finish()
+            return {}
+        metrics, ev = self.evaluate(model, data, device)
+        timing["eval_s"] = ev["eval_s"]
+        logger.log(
+            {f"val/{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
+            self.state.step,
+            "eval",
+        )
+        efficiency = self.measure(model, data, device, ev)
+        self.save_diagnostics(model, data, device)
+        timing["wall_s"] = time.perf_counter() - started
+        result = self.result(metrics, efficiency, timing, device, status)
+        logger.summary({**metrics, **efficiency})
+        write_json_atomic(self.dir / RESULT_FILE, result)
+        if status:
+            status.finish(self.state.step)
+        logger.finish()
+        return result
 
-        cfg, started = self.cfg, time.perf_counter()
-        device = resolve_device(cfg.train.device)
+    # ---- steps, in order ---------------------------------------------------------------------
+    def setup(self, dist: DistInfo) -> torch.device:
+        """Device, threads and seeds."""
+        device = resolve_device(self.cfg.train.device)
         if device.type == "cuda" and dist.world_size > 1:
             device = torch.device("cuda", dist.local_rank)
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
-        seed_everything(cfg.train.seed)
-        prepare_data(cfg)
-        tokenizer = build_tokenizer(cfg.data, cfg.lm.tokenizer)
-        vocab = cfg.lm.vocab_size or tokenizer.vocab_size
-        d = cfg.data
-        phases: list[Phase] = []
+        if self.cfg.train.num_threads:
+            torch.set_num_threads(self.cfg.train.num_threads)
+        seed_everything(self.cfg.train.seed)
+        return device
+
+    def build_data(self) -> CellData:
+        """Prepare the data once, then the tokenizer and the datasets of every segment."""
+        cfg, d = self.cfg, self.cfg.data
+        prepare_data(d)
+        tokenizer = build_tokenizer(d, cfg.lm.tokenizer)
+        segments: list[TaskSegment] = []
         if cfg.train.caption_steps:
             captions = build_dataset(dataclasses.replace(d, task="caption"), d.split, tokenizer)
-            phases.append(Phase("caption", captions, 0, cfg.train.caption_steps))
+            segments.append(TaskSegment("caption", captions, 0, cfg.train.caption_steps))
+        start = cfg.train.caption_steps
         task = build_dataset(d, d.split, tokenizer)
-        c0 = cfg.train.caption_steps
-        phases.append(Phase(d.task, task, c0, c0 + cfg.train.steps))
+        segments.append(TaskSegment(d.task, task, start, start + cfg.train.steps))
         val_cfg = dataclasses.replace(d, max_samples=d.max_eval_samples or cfg.eval.max_samples)
         val = build_dataset(val_cfg, d.eval_split, tokenizer)
+        return CellData(cfg.lm.vocab_size or tokenizer.vocab_size, segments, val)
 
-        torch.manual_seed(cfg.train.seed)
-        model = VideoVLM(cfg, vocab).to(device)
-        if cfg.train.init_from:
-            weights = load_checkpoint(cfg.train.init_from)
+    def build_model(self, vocab_size: int, device: torch.device) -> VideoVLM:
+        """The VLM, seeded, optionally initialised from `train.init_from` (weights only)."""
+        torch.manual_seed(self.cfg.train.seed)
+        model = VideoVLM(self.cfg, vocab_size).to(device)
+        if self.cfg.train.init_from:
+            weights = load_checkpoint(self.cfg.train.init_from)
             model.load_state_dict(weights.get("model", weights), strict=False)
-        optimizer = build_optimizer(model, cfg.train, scorer_prefixes=("reducer",))
-        total = phases[-1].stop
-        scheduler = build_scheduler(optimizer, cfg.train, total)
-        self._maybe_resume(model, optimizer, scheduler)
+        return model
 
-        train_model: torch.nn.Module = model
-        if dist.world_size > 1:
-            train_model = torch.nn.parallel.DistributedDataParallel(
-                model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=cfg.pruning.method != "none",
-            )
-        logger = make_logger(
-            cfg.logging,
-            self.dir,
-            run_name=self.meta.get("name", self.cell_id),
-            cell_id=self.cell_id,
-            flat_config={**cfg.flat(), "cell_id": self.cell_id, "grid": self.meta.get("grid", "")},
-            attempt=status.attempts if status else 1,
-            rank=dist.rank,
-            group=self.meta.get("grid", ""),
-        )
+    def build_optimisation(self, model: nn.Module, total_steps: int) -> Optimisation:
+        optimizer = build_optimizer(model, self.cfg.train)
+        return Optimisation(optimizer, build_scheduler(optimizer, self.cfg.train, total_steps))
 
-        def log(metrics: dict, step: int) -> None:
-            logger.log(metrics, step, "train")
-            if status:
-                status.update(step)
-
-        t_train = time.perf_counter()
-        train(
-            train_model,
-            cfg,
-            phases,
-            optimizer,
-            scheduler,
-            self.state,
-            device,
-            collate,
-            self.dir / CHECKPOINT,
-            log,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            extra_state=lambda: {"config": cfg.flat(), "config_hash": cfg.identity_hash()},
-        )
-        train_s = time.perf_counter() - t_train
-
-        metrics, timing = {}, {"train_s": train_s}
-        if dist.rank == 0:
-            loader = eval_loader(val, collate, cfg.eval.batch_size, d.num_workers)
-            use_amp = device.type == "cuda" and cfg.train.precision in ("auto", "bf16")
-            ev = evaluate(model, loader, device, use_amp=use_amp)
-            timing["eval_s"] = ev["eval_s"]
-            is_caption = d.task == "caption"
-            chance = {} if is_caption else chance_level(val.qa_rows())
-            metrics = {
-                "accuracy": None if is_caption else ev["accuracy"],
-                "accuracy_by_type": {} if is_caption else ev["accuracy_by_type"],
-                "count_by_type": ev["count_by_type"],
-                "chance": chance.get("overall"),
-                "chance_by_type": {k: v for k, v in chance.items() if k != "overall"},
-                "caption_loss": ev["loss"] if is_caption else None,
-                "caption_perplexity": ev["perplexity"] if is_caption else None,
-                "val_loss": ev["loss"],
-                "train_loss": self.state.last_loss,
-                "eval_samples": ev["eval_samples"],
-                "bad_samples": ev["bad_samples"],
-                "skipped_batches": self.state.skipped_batches,
-            }
-            logger.log(
-                {f"val/{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
-                self.state.step,
-                "eval",
-            )
-            efficiency = self._efficiency(
-                model, val, device, vocab, ev, analytic_flops, measure_model
-            )
-            self._keep_example(model, val, device)
-            result = {
-                "cell_id": self.cell_id,
-                "grid": self.meta.get("grid", ""),
-                "name": self.meta.get("name", self.cell_id),
-                "axes": self.meta.get("axes", {}),
-                "config": cfg.flat(),
-                "metrics": metrics,
-                "efficiency": efficiency,
-                "hardware": hardware_info(device),
-                "timing": {**timing, "wall_s": time.perf_counter() - started},
-                "git_commit": status.git_commit if status else "unknown",
-                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            logger.summary({**metrics, **efficiency})
-            write_json_atomic(self.dir / "result.json", result)
-            status.finish()
-            logger.finish()
-            return result
-        logger.finish()
-        return {}
-
-    def _maybe_resume(self, model, optimizer, scheduler) -> None:
+    def resume(self, model: nn.Module, optimisation: Optimisation) -> None:
+        """Continue from the cell's last good checkpoint; refuse one made under another config."""
         path = latest_checkpoint(self.dir / "checkpoints")
         if path is None:
             return
@@ -258,96 +233,189 @@ class Cell:
                 "relaunch with force=true to start the cell over (old results are moved aside)."
             )
         model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
+        optimisation.optimizer.load_state_dict(ck["optimizer"])
+        optimisation.scheduler.load_state_dict(ck["scheduler"])
         restore_rng_state(ck["rng"])
         self.state.step = int(ck["step"])
         self.state.skipped_batches = int(ck.get("skipped_batches", 0))
         self.state.step_times = list(ck.get("step_times", []))
+        self.state.last_loss = float(ck.get("last_loss", float("nan")))
 
-    def _efficiency(self, model, val, device, vocab, ev, analytic_flops, measure_model) -> dict:
+    def wrap_parallel(self, model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+        """DDP over every rank when the cell runs under torchrun; the model itself otherwise."""
+        if dist.world_size <= 1:
+            return model
+        return torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # a reducer skipped on some steps (nothing to prune) leaves its parameters unused
+            find_unused_parameters=model.vision.reducer is not None,
+        )
+
+    def make_logger(self, dist: DistInfo, status: CellStatus | None) -> RunLogger:
+        return make_logger(
+            self.cfg.logging,
+            self.dir,
+            run_name=self.meta.get("name", self.cell_id),
+            cell_id=self.cell_id,
+            flat_config={**self.cfg.flat(), "cell_id": self.cell_id, "grid": self.grid},
+            attempt=status.attempts if status else 1,
+            rank=dist.rank,
+            group=self.grid or self.dir.parent.name,
+        )
+
+    def train(
+        self,
+        model: nn.Module,
+        optimisation: Optimisation,
+        data: CellData,
+        device: torch.device,
+        dist: DistInfo,
+        log: TrainCallback,
+    ) -> None:
         cfg = self.cfg
-        flops = analytic_flops(cfg, vocab_size=vocab)
+        loop = TrainLoop(
+            model=model,
+            optimizer=optimisation.optimizer,
+            scheduler=optimisation.scheduler,
+            device=device,
+            collate=collate,
+            checkpoint_path=self.dir / CHECKPOINT,
+            precision=cfg.train.precision,
+            num_workers=cfg.data.num_workers,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            extra_state=lambda: {"config": cfg.flat(), "config_hash": cfg.identity_hash()},
+            callbacks=[log, *self.callbacks],
+        )
+        train(cfg.train, data.segments, loop, self.state)
+
+    def evaluate(
+        self, model: nn.Module, data: CellData, device: torch.device
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Accuracy (overall, per type, chance) or caption loss on the validation split."""
+        d = self.cfg.data
+        loader = eval_loader(data.val, collate, self.cfg.eval.batch_size, d.num_workers)
+        ev = evaluate(model, loader, device, self.cfg.train.precision)
+        caption = d.task == "caption"
+        chance = {} if caption else chance_level(data.val.qa_rows())
+        metrics = {
+            "accuracy": None if caption else ev["accuracy"],
+            "accuracy_by_type": {} if caption else ev["accuracy_by_type"],
+            "count_by_type": ev["count_by_type"],
+            "chance": chance.get("overall"),
+            "chance_by_type": {k: v for k, v in chance.items() if k != "overall"},
+            "caption_loss": ev["loss"] if caption else None,
+            "caption_perplexity": ev["perplexity"] if caption else None,
+            "val_loss": ev["loss"],
+            "train_loss": self.state.last_loss,
+            "eval_samples": ev["eval_samples"],
+            "bad_samples": ev["bad_samples"],
+            "skipped_batches": self.state.skipped_batches,
+        }
+        return metrics, ev
+
+    def measure(
+        self, model: nn.Module, data: CellData, device: torch.device, ev: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Analytic FLOPs and token counts; measured step time, prefill latency and memory."""
+        cfg = self.cfg
+        flops = analytic_flops(cfg, vocab_size=data.vocab_size)
+        full = cfg.data.max_frames * cfg.tokens_per_frame
         times = self.state.step_times[5:] or self.state.step_times
         eff = {
             "vision_tokens_llm": cfg.kept_tokens(),
-            "vision_tokens_full": cfg.data.max_frames * cfg.tokens_per_frame,
-            "kept_fraction": cfg.kept_tokens() / (cfg.data.max_frames * cfg.tokens_per_frame),
+            "vision_tokens_full": full,
+            "kept_fraction": cfg.kept_tokens() / full,
             **{
                 f"{k}_gflops": v
                 for k, v in flops.to_dict().items()
-                if k in ("vit", "scorer", "connector", "llm", "total")
+                if k in ("vit", "scorer", "reducer", "connector", "llm", "total")
             },
             "train_step_s": float(np.mean(times)) if times else float("nan"),
             "eval_clips_per_s": ev["eval_clips_per_s"],
         }
-        if cfg.eval.measure_efficiency:
-            from core.data import collate
+        if not cfg.eval.measure_efficiency:
+            return eff
+        val = data.val
+        n = min(cfg.eval.efficiency_batch_size, len(val))
+        batch = to_device(collate([val[i] for i in range(n)]), device)
+        single = to_device(collate([val[0]]), device)
 
-            n = min(cfg.eval.efficiency_batch_size, len(val))
-            batch = to_device(collate([val[i] for i in range(n)]), device)
-            single = to_device(collate([val[0]]), device)
+        def forward() -> None:
+            with torch.no_grad():
+                model(single)
 
-            def forward():
-                with torch.no_grad():
-                    model(single)
-
-            def train_step():
-                model.zero_grad(set_to_none=True)
-                model(batch).loss.backward()
-
-            model.eval()
-            measured = measure_model(
-                forward,
-                train_step,
-                warmup=cfg.eval.efficiency_warmup,
-                iters=cfg.eval.efficiency_iters,
-                device=device,
-            )
+        def train_step() -> None:
             model.zero_grad(set_to_none=True)
-            eff.update(
-                {
-                    "prefill_latency_s": measured["forward_s"],
-                    "forward_backward_s": measured["forward_backward_s"],
-                    "peak_memory_mb": measured["peak_memory_mb"],
-                    "memory_method": measured.get("method", ""),
-                }
-            )
+            model(batch).loss.backward()
+
+        model.eval()
+        measured = measure_model(
+            forward,
+            train_step,
+            warmup=cfg.eval.efficiency_warmup,
+            iters=cfg.eval.efficiency_iters,
+            device=device,
+        )
+        model.zero_grad(set_to_none=True)
+        eff.update(
+            {
+                "prefill_latency_s": measured["forward_s"],
+                "forward_backward_s": measured["forward_backward_s"],
+                "peak_memory_mb": measured["peak_memory_mb"],
+                "memory_method": measured.get("method", ""),
+            }
+        )
         return eff
 
-    def _keep_example(self, model, val, device) -> None:
-        """Save which windows of one fixed val clip reached the LLM (for the keep-map figure)."""
-        from core.data import collate
-
-        sample = val[0]
-        batch = to_device(collate([sample]), device)
-        model.eval()
-        with torch.no_grad():
-            visual = unwrap(model).encode(batch)
-        win = unwrap(model).vision.windows
-        f = batch["pixel_values"].shape[1]
-        keep = visual.diagnostics.get("keep")
-        keep = torch.ones(1, f, win.num_windows, dtype=torch.bool) if keep is None else keep
-        frames = ((sample["pixel_values"] * 0.5 + 0.5).clamp(0, 1) * 255).to(torch.uint8)
-        out = self.dir / "diagnostics"
-        out.mkdir(exist_ok=True)
-        np.savez_compressed(
-            out / "keep_example.npz",
-            frames=frames.permute(0, 2, 3, 1).numpy(),
-            keep=keep[0].view(f, win.per_side, win.per_side).cpu().numpy(),
-            frame_mask=sample["frame_mask"].numpy(),
-            window=np.array(win.window),
-            clip_id=np.array(str(sample.get("clip_id", ""))),
-            question=np.array(str(sample.get("question", ""))),
-            answer=np.array(str(sample.get("answer", ""))),
-            method=np.array(self.cfg.pruning.method),
-            ratio=np.array(self.cfg.effective_ratio),
+    def save_diagnostics(self, model: VideoVLM, data: CellData, device: torch.device) -> None:
+        """The keep map of one fixed validation clip (for the keep-map figure)."""
+        sample = data.val[0]
+        save_keep_example(
+            model,
+            sample,
+            to_device(collate([sample]), device),
+            self.dir / DIAGNOSTICS,
+            self.cfg.data.pixel_mean,
+            self.cfg.data.pixel_std,
+            self.cfg.pruning.method,
+            self.cfg.effective_ratio,
         )
 
+    def result(
+        self,
+        metrics: dict[str, Any],
+        efficiency: dict[str, Any],
+        timing: dict[str, float],
+        device: torch.device,
+        status: CellStatus | None,
+    ) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell_id,
+            "grid": self.grid,
+            "name": self.meta.get("name", self.cell_id),
+            "axes": self.meta.get("axes", {}),
+            "config": self.cfg.flat(),
+            "metrics": metrics,
+            "efficiency": efficiency,
+            "hardware": hardware_info(device),
+            "timing": timing,
+            "git_commit": status.git_commit if status else "unknown",
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
-def run_cell(cell_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    # ---- small helpers -----------------------------------------------------------------------
+    @property
+    def grid(self) -> str:
+        return str(self.meta.get("grid", ""))
+
+
+def run_cell(
+    cell_dir: str | os.PathLike[str], callbacks: Sequence[TrainCallback] = ()
+) -> dict[str, Any]:
     """Run (or resume, or return the finished result of) the cell in `cell_dir`."""
-    return Cell(cell_dir).run()
+    return CellRun(cell_dir, callbacks).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,12 @@
-"""End-to-end tests of the experiment cell runner (`core.cell.run_cell`) on a tiny QA dataset.
-
-Every cell trains a 2-block ViT (32×32 frames, patch 8, STTS scorer pruning a quarter of the
-tokens) and a 2-layer 32-dim decoder for a few steps on CPU, so each run takes a second or two.
-Interruptions are injected through the trainer's `on_step` hook; final weights are captured at
-the start of evaluation, since the last step is never checkpointed.
+"""End-to-end tests of the experiment cell runner (`core.cell.run_cell`) on a tiny QA dataset
+(tests/cell_fixtures.py). Interruptions are injected through the cell's training callbacks; the
+final weights are those of the checkpoint written at the end of training, before evaluation.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,163 +14,29 @@ import numpy as np
 import pytest
 import torch
 
-import core.cell
 from core.cell import run_cell
 from core.config import ExperimentConfig
-from core.io import read_json, read_jsonl, read_yaml, write_yaml_atomic
+from core.io import read_json, read_yaml
 from core.models.vlm import VideoVLM
 from core.training.batches import ResumableBatchSampler
 from core.training.checkpoint import load_checkpoint
 from core.training.status import git_commit, read_status
 from core.training.trainer import NonFiniteLoss
-from core.training.trainer import train as real_train
-from tests.video_fixtures import coded_frames, write_mp4, write_random_bytes
-
-N_TRAIN, N_VAL, BATCH = 8, 4, 4
-COLOURS = ("red", "blue")
-COUNTS = ("one", "two", "three")
-
-
-class Preempted(Exception):
-    """Stands in for a job killed mid-run (SIGTERM/time limit) after some step."""
-
-
-# ---- data -------------------------------------------------------------------------------------
-def _row(split: str, i: int, video: Path) -> dict[str, Any]:
-    """Even rows ask a colour (2 options), odd rows a count (3 options)."""
-    if i % 2 == 0:
-        answer, options, qtype = COLOURS[(i // 2) % 2], list(COLOURS), "colour"
-        question = "what colour is the square?"
-    else:
-        answer, options, qtype = COUNTS[(i // 2) % 3], list(COUNTS), "count"
-        question = "how many squares are there?"
-    return {
-        "clip_id": f"{split}{i}",
-        "video": str(video),
-        "question": question,
-        "answer": answer,
-        "options": options,
-        "question_type": qtype,
-        "caption": f"the {COLOURS[i % 2]} square moves {('left', 'right')[(i // 2) % 2]}.",
-    }
-
-
-def write_dataset(
-    root: Path, name: str, bad_train: Collection[int] = (), bad_val: Collection[int] = ()
-) -> Path:
-    """`root/raw/<name>/qa/{train,validation}.jsonl` over 4-frame 32×32 MP4s; the clips whose
-    index is in `bad_*` are 2 KB of random bytes with a .mp4 name."""
-    for split, n, bad in (("train", N_TRAIN, bad_train), ("validation", N_VAL, bad_val)):
-        rows = []
-        for i in range(n):
-            video = root / "videos" / name / split / f"{split}{i}.mp4"
-            if i in bad:
-                write_random_bytes(video, size=2048, seed=i)
-            else:
-                write_mp4(video, np.roll(coded_frames(4, 32, 32), 3 * i, axis=2), fps=4)
-            rows.append(_row(split, i, video))
-        manifest = root / "raw" / name / "qa" / f"{split}.jsonl"
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
-
-
-def cell_config(data_root: Path, name: str, **sections: dict[str, Any]) -> dict[str, Any]:
-    """The tiny experiment as config.yaml sections; `sections` update them per test."""
-    base: dict[str, dict[str, Any]] = {
-        "data": {
-            "data_root": str(data_root),
-            "dataset_type": "qa_jsonl",
-            "dataset_name": name,
-            "generate_synthetic": False,
-            "fps": 2.0,
-            "max_frames": 2,
-            "min_frames": 1,
-            "frame_size": 32,
-            "max_text_len": 16,
-        },
-        "vision": {"patch_size": 8, "dim": 32, "depth": 2, "heads": 2},
-        "connector": {"window": 2},
-        "lm": {"dim": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "max_seq_len": 64},
-        "pruning": {"method": "scorer", "ratio": 0.25, "prune_at": 0},
-        "train": {
-            "steps": 6,
-            "caption_steps": 0,
-            "batch_size": BATCH,
-            "lr": 3e-3,
-            "warmup_steps": 2,
-            "checkpoint_every": 2,
-            "log_every": 1,
-            "device": "cpu",
-            "num_threads": 1,
-            "seed": 0,
-        },
-        "eval": {"batch_size": 4, "measure_efficiency": False},
-        "logging": {"wandb": "disabled"},
-    }
-    for section, values in sections.items():
-        base[section].update(values)
-    return base
-
-
-def make_cell(
-    cell_dir: Path, sections: dict[str, Any], grid: str = "tinygrid", name: str = "tiny"
-) -> Path:
-    """Write config.yaml as the launcher does: resolved sections plus the `cell` block."""
-    cfg = ExperimentConfig.from_dict(sections)
-    frozen = cfg.to_dict()
-    frozen["cell"] = {
-        "cell_id": cfg.identity_hash(),
-        "grid": grid,
-        "name": name,
-        "axes": {"seed": cfg.train.seed},
-        "overrides": {},
-    }
-    write_yaml_atomic(cell_dir / "config.yaml", frozen)
-    return cell_dir
-
-
-def edit_config(cell_dir: Path, section: str, **values: Any) -> None:
-    raw = read_yaml(cell_dir / "config.yaml")
-    raw[section].update(values)
-    write_yaml_atomic(cell_dir / "config.yaml", raw)
-
-
-# ---- run helpers ------------------------------------------------------------------------------
-def interrupt_after(mp: pytest.MonkeyPatch, step: int) -> None:
-    """Make the next cell raise `Preempted` right after global step `step` (after its checkpoint)."""
-
-    def on_step(s: int) -> None:
-        if s == step:
-            raise Preempted(f"preempted after step {s}")
-
-    def train(*args: Any, **kwargs: Any) -> Any:
-        return real_train(*args, on_step=on_step, **kwargs)
-
-    mp.setattr(core.cell, "train", train)
-
-
-def capture_final_weights(mp: pytest.MonkeyPatch) -> list[dict[str, torch.Tensor]]:
-    """Record the model's parameters each time the cell starts its evaluation."""
-    seen: list[dict[str, torch.Tensor]] = []
-    real_evaluate = core.cell.evaluate
-
-    def evaluate(model: torch.nn.Module, *args: Any, **kwargs: Any) -> dict:
-        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return real_evaluate(model, *args, **kwargs)
-
-    mp.setattr(core.cell, "evaluate", evaluate)
-    return seen
-
-
-def train_rows(cell_dir: Path) -> list[dict[str, Any]]:
-    return [r for r in read_jsonl(cell_dir / "metrics.jsonl") if r["phase"] == "train"]
-
-
-def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(
-        torch.allclose(a[k].float(), b[k].float(), rtol=1e-6, atol=1e-7) for k in a
-    )
+from tests.cell_fixtures import (
+    BATCH,
+    N_TRAIN,
+    N_VAL,
+    InterruptAfter,
+    InterruptAfterTraining,
+    Preempted,
+    cell_config,
+    edit_config,
+    final_weights,
+    make_cell,
+    same_weights,
+    train_rows,
+    write_dataset,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -211,12 +73,11 @@ def reference(
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("WANDB_MODE", raising=False)
-        weights = capture_final_weights(mp)
         result = run_cell(cell_dir)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
-    assert len(weights) == 1
-    return cell_dir, result, weights[0]
+    assert load_checkpoint(cell_dir / "checkpoints" / "last.pt")["step"] == 6
+    return cell_dir, result, final_weights(cell_dir)
 
 
 # ---- 1. resume equivalence --------------------------------------------------------------------
@@ -231,17 +92,14 @@ def test_interrupted_cell_resumes_to_the_same_result(
     sections.pop("cell")
     cell_dir = make_cell(tmp_path / "cell", sections)
 
-    with monkeypatch.context() as mp:
-        interrupt_after(mp, 5)
-        with pytest.raises(Preempted):
-            run_cell(cell_dir)
+    with pytest.raises(Preempted):
+        run_cell(cell_dir, callbacks=[InterruptAfter(5)])
     assert not (cell_dir / "result.json").exists()
     status = read_status(cell_dir)
     assert status["state"] == "failed" and status["attempts"] == 1
     assert "Preempted" in status["error"] and status["failed_step"] == 5
     assert load_checkpoint(cell_dir / "checkpoints" / "last.pt")["step"] == 4
 
-    weights = capture_final_weights(monkeypatch)
     result = run_cell(cell_dir)
     status = read_status(cell_dir)
     assert status["state"] == "done" and status["attempts"] == 2
@@ -255,14 +113,32 @@ def test_interrupted_cell_resumes_to_the_same_result(
     for key in ("train_loss", "val_loss", "accuracy"):
         assert result["metrics"][key] == pytest.approx(ref_result["metrics"][key], rel=1e-6), key
     assert result["metrics"]["accuracy_by_type"] == ref_result["metrics"]["accuracy_by_type"]
-    assert len(weights) == 1 and same_weights(weights[0], ref_weights)
+    assert same_weights(final_weights(cell_dir), ref_weights)
 
     # Negative control: another seed (other init and batch order) ends elsewhere.
     other = make_cell(tmp_path / "seed1", {**sections, "train": {**sections["train"], "seed": 1}})
     run_cell(other)
-    assert len(weights) == 2 and not same_weights(weights[1], ref_weights)
+    assert not same_weights(final_weights(other), ref_weights)
     other_loss = read_json(other / "result.json")["metrics"]["val_loss"]
     assert other_loss != pytest.approx(ref_result["metrics"]["val_loss"], rel=1e-4)
+
+
+def test_a_cell_killed_after_training_resumes_at_evaluation_without_retraining(
+    reference: tuple[Path, dict[str, Any], dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    ref_dir, ref_result, ref_weights = reference
+    sections = read_yaml(ref_dir / "config.yaml")
+    sections.pop("cell")
+    cell_dir = make_cell(tmp_path / "cell", sections)
+    with pytest.raises(Preempted):
+        run_cell(cell_dir, callbacks=[InterruptAfterTraining()])
+    assert load_checkpoint(cell_dir / "checkpoints" / "last.pt")["step"] == 6  # final checkpoint
+    logged = [r["step"] for r in train_rows(cell_dir)]
+    result = run_cell(cell_dir)
+    assert [r["step"] for r in train_rows(cell_dir)] == logged == [1, 2, 3, 4, 5, 6]
+    assert same_weights(final_weights(cell_dir), ref_weights)
+    for key in ("val_loss", "accuracy", "train_loss"):
+        assert result["metrics"][key] == pytest.approx(ref_result["metrics"][key], rel=1e-6), key
 
 
 # ---- 2. result.json: contents, written last, never redone -------------------------------------
@@ -386,10 +262,8 @@ def test_resume_with_changed_config_is_refused_naming_the_keys(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cell_dir = make_cell(tmp_path / "cell", cell_config(data_root, "tinyqa"))
-    with monkeypatch.context() as mp:
-        interrupt_after(mp, 5)
-        with pytest.raises(Preempted):
-            run_cell(cell_dir)
+    with pytest.raises(Preempted):
+        run_cell(cell_dir, callbacks=[InterruptAfter(5)])
 
     edit_config(cell_dir, "train", lr=1e-2, log_every=2)
     with pytest.raises(ValueError, match="refusing to resume") as err:
@@ -445,7 +319,7 @@ def test_caption_phase_runs_before_the_task(data_root: Path, tmp_path: Path) -> 
     cell_dir = make_cell(tmp_path / "cell", sections)
     result = run_cell(cell_dir)
     rows = train_rows(cell_dir)
-    assert [(r["step"], r["train/phase"]) for r in rows] == [
+    assert [(r["step"], r["train/task"]) for r in rows] == [
         (1, "caption"),
         (2, "caption"),
         (3, "qa"),

@@ -1,10 +1,9 @@
-"""torch.distributed setup from torchrun-style environment variables, and small collectives.
+"""torch.distributed setup from torchrun-style environment variables, and the one collective the
+cell runner needs beyond DDP's (mean of logged losses).
 
 `init_distributed` reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (what torchrun
 exports). Under SLURM/submitit the launcher is responsible for exporting these (e.g. from
-submitit's JobEnvironment); without them the process runs single, world size 1. Every helper here
-is a no-op or identity when no process group is initialised, so single-process code calls them
-unconditionally.
+submitit's JobEnvironment); without them the process runs single, world size 1.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,14 +24,6 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     backend: str = ""
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def _env_int(env: dict[str, str], name: str) -> int:
@@ -86,56 +76,12 @@ def init_distributed(
     return DistInfo(rank, world, local_rank, backend)
 
 
-def _active() -> bool:
-    return dist.is_available() and dist.is_initialized()
+def mean_over_ranks(values: list[float]) -> list[float]:
+    """Element-wise mean of `values` over every rank of the process group (identity without one).
 
-
-def get_rank() -> int:
-    return dist.get_rank() if _active() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if _active() else 1
-
-
-def is_main() -> bool:
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if _active():
-        dist.barrier()
-
-
-def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean of `tensor` over ranks (a new tensor; the input is left unchanged)."""
-    if not _active():
-        return tensor.clone()
-    out = tensor.detach().clone()
-    if not out.is_floating_point():
-        out = out.double()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """`obj` from rank `src` on every rank (any picklable object; sent only between our ranks)."""
-    if not _active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order."""
-    if not _active():
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def cleanup() -> None:
-    if _active():
-        dist.destroy_process_group()
+    Used for logged training losses, so rank 0 reports the loss of the whole global batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return (t / dist.get_world_size()).tolist()

@@ -1,19 +1,29 @@
-"""The training loop of one cell: phases, AdamW + schedule, clipping, AMP, checkpoints, NaN guard."""
+"""The training loop of one cell: task segments, AdamW + schedule, clipping, AMP, checkpoints.
+
+`train(cfg, segments, loop, state)` runs from `state.step` to the end of the last segment. What the
+loop does besides optimising is reported to `TrainCallback`s (metrics to log, the end of every step,
+the end of training), so the cell runner, progress displays and tests observe it without patching.
+A checkpoint is written every `train.checkpoint_every` steps and once more at the end of training,
+before evaluation, so an interrupted evaluation never redoes training steps.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from core.config import ExperimentConfig
-from core.training.batches import train_loader
+from core.config.train import TrainConfig
+from core.training.batches import to_device, train_loader
 from core.training.checkpoint import capture_rng_state, save_checkpoint
-from core.training.evaluate import to_device
+from core.training.distributed import mean_over_ranks
+from core.training.precision import autocast
 
 
 class NonFiniteLoss(RuntimeError):
@@ -25,11 +35,11 @@ class NonFiniteLoss(RuntimeError):
 
 
 @dataclass
-class Phase:
+class TaskSegment:
     """A contiguous range of global steps on one dataset (caption pre-training, then the task)."""
 
-    name: str
-    dataset: object
+    task: str
+    dataset: Any
     start: int
     stop: int
 
@@ -37,95 +47,151 @@ class Phase:
 @dataclass
 class TrainState:
     step: int = 0
+    total_steps: int = 0
     skipped_batches: int = 0
     step_times: list[float] = field(default_factory=list)
     last_loss: float = float("nan")
 
 
+class TrainCallback:
+    """Hooks the loop calls; every method is optional (the base class does nothing)."""
+
+    def on_log(self, metrics: dict[str, Any], step: int) -> None:
+        """Windowed training metrics every `train.log_every` steps and at each segment's end."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After every step, skipped ones included, once its checkpoint (if due) is written."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step and the final checkpoint."""
+
+
+@dataclass
+class TrainLoop:
+    """Everything the loop works on besides the config: model, optimisation, where and how."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    collate: Callable
+    checkpoint_path: Path
+    precision: str = "auto"
+    num_workers: int = 0
+    rank: int = 0
+    world_size: int = 1
+    extra_state: Callable[[], dict] | None = None
+    callbacks: Sequence[TrainCallback] = ()
+
+    def save_checkpoint(self, state: TrainState) -> None:
+        if self.rank == 0:
+            save_checkpoint(
+                self.checkpoint_path,
+                checkpoint_state(
+                    self.model, self.optimizer, self.scheduler, state, self.extra_state
+                ),
+            )
+
+
 def train(
-    model: nn.Module,
-    cfg: ExperimentConfig,
-    phases: list[Phase],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    state: TrainState,
-    device: torch.device,
-    collate: Callable,
-    checkpoint_path,
-    log: Callable[[dict, int], None],
-    on_step: Callable[[int], None] | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-    extra_state: Callable[[], dict] | None = None,
+    cfg: TrainConfig, segments: Sequence[TaskSegment], loop: TrainLoop, state: TrainState
 ) -> TrainState:
-    """Train from `state.step` to the end of the last phase, checkpointing every
-    `train.checkpoint_every` steps (rank 0 writes). Raises NonFiniteLoss on NaN/inf."""
-    tc = cfg.train
-    use_amp = device.type == "cuda" and tc.precision in ("auto", "bf16")
-    params = [p for p in model.parameters() if p.requires_grad]
-    model.train()
-    for phase in phases:
-        if state.step >= phase.stop:
+    """Train from `state.step` to the end of the last segment. Raises NonFiniteLoss on NaN/inf."""
+    total = segments[-1].stop if segments else 0
+    state.total_steps = total
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    loop.model.train()
+    ran = False
+    for segment in segments:
+        if state.step >= segment.stop:
             continue
+        ran = True
         loader = train_loader(
-            phase.dataset,
-            collate,
-            tc.batch_size,
-            tc.seed + phase.start,
-            state.step - phase.start,
-            phase.stop - phase.start,
-            cfg.data.num_workers,
-            rank,
-            world_size,
+            segment.dataset,
+            loop.collate,
+            cfg.batch_size,
+            cfg.seed + segment.start,
+            state.step - segment.start,
+            segment.stop - segment.start,
+            loop.num_workers,
+            loop.rank,
+            loop.world_size,
         )
-        window_loss, window_aux, window_n = 0.0, 0.0, 0
+        window = _Window()
         for batch in loader:
-            step = state.step
-            tick = time.perf_counter()
-            valid = batch.get("sample_valid")
-            if valid is not None and not bool(valid.any()):
-                # only undecodable clips: skip and count; the step still advances, and
-                # checkpointing and on_step below still run so their cadence is kept
+            if _nothing_to_learn(batch, loop.world_size):
+                # only undecodable clips: skip and count; the step, the schedule, the checkpoint
+                # cadence and the callbacks still advance
                 state.skipped_batches += 1
                 state.step += 1
-                scheduler.step()
+                loop.scheduler.step()
             else:
-                stats = _train_step(model, batch, step, device, use_amp, optimizer, params, tc)
-                scheduler.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                tick = time.perf_counter()
+                stats = _train_step(loop, batch, state.step, params, cfg.grad_clip)
+                loop.scheduler.step()
+                if loop.device.type == "cuda":
+                    torch.cuda.synchronize(loop.device)
                 state.step_times.append(time.perf_counter() - tick)
                 state.step += 1
                 state.last_loss = stats.pop("lm_loss")
-                window_loss += state.last_loss
-                window_aux += stats.pop("aux_loss")
-                window_n += 1
-                if state.step % tc.log_every == 0 or state.step == phase.stop:
-                    log(
-                        {
-                            "train/loss": window_loss / window_n,
-                            "train/aux_loss": window_aux / window_n,
-                            "train/lr": optimizer.param_groups[0]["lr"],
-                            "train/step_s": state.step_times[-1],
-                            "train/phase": phase.name,
-                            "train/skipped_batches": state.skipped_batches,
-                            **{f"train/{k}": v for k, v in stats.items()},
-                        },
-                        state.step,
-                    )
-                    window_loss, window_aux, window_n = 0.0, 0.0, 0
-            due = state.step % tc.checkpoint_every == 0 and state.step < phases[-1].stop
-            if due and rank == 0:
-                save_checkpoint(
-                    checkpoint_path,
-                    checkpoint_state(model, optimizer, scheduler, state, extra_state),
-                )
-            if on_step is not None:
-                on_step(state.step)
+                window.add(state.last_loss, stats.pop("aux_loss"), stats)
+                if state.step % cfg.log_every == 0 or state.step == segment.stop:
+                    metrics = window.flush(segment.task, loop.optimizer, state)
+                    if loop.world_size > 1:  # the loss of the global batch, not of rank 0's part
+                        state.last_loss, metrics["train/loss"], metrics["train/aux_loss"] = (
+                            mean_over_ranks(
+                                [state.last_loss, metrics["train/loss"], metrics["train/aux_loss"]]
+                            )
+                        )
+                    for cb in loop.callbacks:
+                        cb.on_log(metrics, state.step)
+            if state.step % cfg.checkpoint_every == 0 and state.step < total:
+                loop.save_checkpoint(state)
+            for cb in loop.callbacks:
+                cb.on_step_end(state)
+    if ran:
+        loop.save_checkpoint(state)
+    for cb in loop.callbacks:
+        cb.on_train_end(state)
     return state
 
 
+class _Window:
+    """Training metrics averaged over the steps since the last log line."""
+
+    def __init__(self) -> None:
+        self.loss, self.aux, self.n = 0.0, 0.0, 0
+        self.stats: dict[str, float] = {}
+
+    def add(self, loss: float, aux: float, stats: dict[str, float]) -> None:
+        self.loss, self.aux, self.n = self.loss + loss, self.aux + aux, self.n + 1
+        self.stats = stats
+
+    def flush(self, task: str, optimizer: torch.optim.Optimizer, state: TrainState) -> dict:
+        metrics = {
+            "train/loss": self.loss / self.n,
+            "train/aux_loss": self.aux / self.n,
+            "train/lr": optimizer.param_groups[0]["lr"],
+            "train/step_s": state.step_times[-1],
+            "train/task": task,
+            "train/skipped_batches": state.skipped_batches,
+            **{f"train/{k}": v for k, v in self.stats.items()},
+        }
+        self.loss, self.aux, self.n = 0.0, 0.0, 0
+        return metrics
+
+
+def _nothing_to_learn(batch: dict, world_size: int) -> bool:
+    """True when no clip of the global batch decoded (decided jointly, so DDP ranks agree)."""
+    valid = batch.get("sample_valid")
+    local = valid is not None and not bool(valid.any())
+    if world_size > 1:
+        return mean_over_ranks([float(local)])[0] == 1.0
+    return local
+
+
 def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP (or similar) wrapper."""
     return getattr(model, "module", model)
 
 
@@ -140,23 +206,26 @@ def checkpoint_state(
         "step": state.step,
         "skipped_batches": state.skipped_batches,
         "step_times": list(state.step_times[-200:]),
+        "last_loss": state.last_loss,
         **(extra_state() if extra_state else {}),
     }
 
 
-def _train_step(model, batch, step, device, use_amp, optimizer, params, tc) -> dict[str, float]:
+def _train_step(
+    loop: TrainLoop, batch: dict, step: int, params: list[nn.Parameter], grad_clip: float
+) -> dict[str, float]:
     """One optimiser step on one batch; returns lm_loss, aux_loss and the model's scalar stats."""
-    batch = to_device(batch, device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        out = model(batch, step=step)
+    batch = to_device(batch, loop.device)
+    with autocast(loop.device, loop.precision):
+        out = loop.model(batch, step=step)
     value = float(out.loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLoss(step, value)
-    optimizer.zero_grad(set_to_none=True)
+    loop.optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    if tc.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-    optimizer.step()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    loop.optimizer.step()
     stats = {k: v for k, v in out.stats.items() if isinstance(v, int | float)}
     return {
         **stats,
