@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,8 @@ from torch import nn
 from core.config import RUNTIME_KEYS, ExperimentConfig
 from core.data import build_dataset, build_tokenizer, collate, prepare_data
 from core.diagnostics import save_keep_example
-from core.efficiency import analytic_flops, hardware_info, measure_model
+from core.efficiency import analytic_flops, hardware_info, peak_memory_info
+from core.efficiency.side_by_side import compare_interleaved
 from core.io import read_json, read_yaml, write_json_atomic
 from core.models.vlm import VideoVLM
 from core.training.batches import eval_loader, to_device
@@ -74,6 +75,19 @@ def load_cell_config(cell_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
         raise ValueError(f"{path}: expected a mapping of config sections")
     meta = raw.pop("cell", None) or {}
     return ExperimentConfig.from_dict(raw), meta
+
+
+def unpruned_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The same experiment with nothing pruned: the reference a cell's speed-up is measured
+    against (same geometry, same LM, same data)."""
+    sections = cfg.to_dict()
+    pruning = sections["pruning"]
+    sections["pruning"] = {
+        "method": "none",
+        "ratio": 0.0,
+        **{k: pruning[k] for k in ("prune_at", "prune_from_frame", "seed") if k in pruning},
+    }
+    return ExperimentConfig.from_dict(sections)
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -316,14 +330,15 @@ class CellRun:
         return metrics, ev
 
     def measure(
-        self, model: nn.Module, data: CellData, device: torch.device, ev: dict[str, Any]
+        self, model: VideoVLM, data: CellData, device: torch.device, ev: dict[str, Any]
     ) -> dict[str, Any]:
-        """Analytic FLOPs and token counts; measured step time, prefill latency and memory."""
+        """Token counts and analytic FLOPs; measured speed-ups over the unpruned model of the same
+        geometry, timed side by side in this process (train step and prefill); peak memory."""
         cfg = self.cfg
         flops = analytic_flops(cfg, vocab_size=data.vocab_size)
         full = cfg.data.max_frames * cfg.tokens_per_frame
         times = self.state.step_times[5:] or self.state.step_times
-        eff = {
+        eff: dict[str, Any] = {
             "vision_tokens_llm": cfg.kept_tokens(),
             "vision_tokens_full": full,
             "kept_fraction": cfg.kept_tokens() / full,
@@ -335,36 +350,59 @@ class CellRun:
             "train_step_s": float(np.mean(times)) if times else float("nan"),
             "eval_clips_per_s": ev["eval_clips_per_s"],
         }
+        reference_cfg = unpruned_config(cfg)
+        unpruned = analytic_flops(reference_cfg, vocab_size=data.vocab_size).total
+        eff["speedup_flops_analytic"] = unpruned / flops.total
         if not cfg.eval.measure_efficiency:
             return eff
         val = data.val
         n = min(cfg.eval.efficiency_batch_size, len(val))
         batch = to_device(collate([val[i] for i in range(n)]), device)
         single = to_device(collate([val[0]]), device)
+        reference = VideoVLM(reference_cfg, data.vocab_size).to(device)
+        reference.load_state_dict(model.state_dict(), strict=False)  # same weights, no reducer
 
-        def forward() -> None:
-            with torch.no_grad():
-                model(single)
+        def train_step(m: nn.Module) -> Callable[[], None]:
+            def step() -> None:
+                m.train()
+                m.zero_grad(set_to_none=True)
+                m(batch).loss.backward()
 
-        def train_step() -> None:
-            model.zero_grad(set_to_none=True)
-            model(batch).loss.backward()
+            return step
 
-        model.eval()
-        measured = measure_model(
-            forward,
-            train_step,
-            warmup=cfg.eval.efficiency_warmup,
-            iters=cfg.eval.efficiency_iters,
-            device=device,
+        def prefill(m: nn.Module) -> Callable[[], None]:
+            def forward() -> None:
+                m.eval()
+                with torch.no_grad():
+                    m(single)
+
+            return forward
+
+        spec = {"warmup": cfg.eval.efficiency_warmup, "iters": cfg.eval.efficiency_iters}
+        train_cmp = compare_interleaved(
+            train_step(model), train_step(reference), **spec, device=device
         )
+        prefill_cmp = compare_interleaved(prefill(model), prefill(reference), **spec, device=device)
+        memory = peak_memory_info(train_step(model), device)
         model.zero_grad(set_to_none=True)
+        model.eval()
         eff.update(
             {
-                "prefill_latency_s": measured["forward_s"],
-                "forward_backward_s": measured["forward_backward_s"],
-                "peak_memory_mb": measured["peak_memory_mb"],
-                "memory_method": measured.get("method", ""),
+                "forward_backward_s": train_cmp["candidate_s"],
+                "unpruned_forward_backward_s": train_cmp["reference_s"],
+                "speedup_train_measured": train_cmp["speedup"],
+                "speedup_train_measured_q1": train_cmp["speedup_q1"],
+                "speedup_train_measured_q3": train_cmp["speedup_q3"],
+                "prefill_latency_s": prefill_cmp["candidate_s"],
+                "unpruned_prefill_latency_s": prefill_cmp["reference_s"],
+                "speedup_prefill_measured": prefill_cmp["speedup"],
+                "speedup_prefill_measured_q1": prefill_cmp["speedup_q1"],
+                "speedup_prefill_measured_q3": prefill_cmp["speedup_q3"],
+                "measured_over_analytic": train_cmp["speedup"] / eff["speedup_flops_analytic"],
+                "timing_pairs": train_cmp["pairs"],
+                "efficiency_batch_size": n,
+                "peak_memory_mb": memory["peak_memory_mb"],
+                "memory_method": memory["method"],
             }
         )
         return eff

@@ -175,6 +175,17 @@ def test_result_json_is_complete_written_last_and_not_redone(
     assert e["total_gflops"] >= e["vit_gflops"] + e["llm_gflops"]
     for key in ("train_step_s", "prefill_latency_s", "forward_backward_s", "peak_memory_mb"):
         assert e[key] > 0, key
+    # Speed-ups measured side by side against the unpruned model of the same geometry.
+    for kind in ("train", "prefill"):
+        q1, median, q3 = (e[f"speedup_{kind}_measured{s}"] for s in ("_q1", "", "_q3"))
+        assert 0 < q1 <= median <= q3, kind
+    assert e["unpruned_forward_backward_s"] > 0 and e["unpruned_prefill_latency_s"] > 0
+    # here the STTS scorer costs more than pruning a quarter of 8 tokens saves: < 1 is honest
+    assert 0 < e["speedup_flops_analytic"] < 1
+    assert e["measured_over_analytic"] == pytest.approx(
+        e["speedup_train_measured"] / e["speedup_flops_analytic"]
+    )
+    assert e["timing_pairs"] == 5
     assert e["memory_method"] in ("vmhwm", "rss_sampling")
     assert result["hardware"]["device"] == "cpu" and result["hardware"]["threads"] == 1
     t = result["timing"]

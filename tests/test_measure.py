@@ -103,3 +103,29 @@ def test_cuda_peak_and_events():
     out = measure_step(lambda: torch.cuda._sleep(10_000_000), warmup=1, iters=2, device=dev)
     assert out["min_s"] > 0
     assert hardware_info(dev)["device"] == "cuda"
+
+
+def test_side_by_side_alternates_order_and_takes_the_median_ratio(monkeypatch):
+    from core.efficiency import side_by_side as S
+
+    calls: list[str] = []
+    cost = {"cand": 1.0, "ref": 3.0}
+
+    def fake_time(fn, device):
+        fn()
+        name = calls[-1]
+        # a busy machine in the middle: both models slow down 4× for one pair
+        busy = 4.0 if sum(c == name for c in calls) == 3 else 1.0
+        return cost[name] * busy
+
+    monkeypatch.setattr(S, "time_call", fake_time)
+    out = S.compare_interleaved(
+        lambda: calls.append("cand"), lambda: calls.append("ref"), warmup=1, iters=4
+    )
+    assert calls[:2] == ["cand", "ref"]  # warm-up: both, untimed
+    assert calls[2:] == ["cand", "ref", "ref", "cand", "cand", "ref", "ref", "cand"]  # A B B A
+    assert out["pairs"] == 4 and out["speedup"] == pytest.approx(3.0)
+    assert out["speedup_q1"] == out["speedup_q3"] == pytest.approx(3.0)  # load hit both alike
+    assert out["candidate_s"] == pytest.approx(1.0) and out["reference_s"] == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="iters"):
+        S.compare_interleaved(lambda: None, lambda: None, iters=0)

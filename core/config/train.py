@@ -72,7 +72,7 @@ class EvalConfig:
     measure_efficiency: bool = True
     efficiency_batch_size: int = 8
     efficiency_warmup: int = 1
-    efficiency_iters: int = 3
+    efficiency_iters: int = 5  # interleaved pairs (cell model, unpruned model) after the warm-up
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

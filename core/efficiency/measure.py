@@ -35,6 +35,21 @@ def _as_device(device: torch.device | str | None) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 
 
+def time_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of `fn` takes: CUDA events after a synchronize on CUDA, else perf_counter."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    tick = time.perf_counter()
+    fn()
+    return time.perf_counter() - tick
+
+
 def measure_step(
     fn: Callable[[], Any], warmup: int = 1, iters: int = 3, device: torch.device | str | None = None
 ) -> dict[str, float]:
@@ -44,24 +59,9 @@ def measure_step(
     if iters < 1 or warmup < 0:
         raise ValueError(f"iters={iters}, warmup={warmup}: need iters ≥ 1 and warmup ≥ 0")
     dev = _as_device(device)
-    cuda = dev.type == "cuda"
     for _ in range(warmup):
         fn()
-    times = []
-    if cuda:
-        torch.cuda.synchronize(dev)
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(dev)
-            times.append(start.elapsed_time(end) / 1000.0)
-    else:
-        for _ in range(iters):
-            tick = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - tick)
+    times = [time_call(fn, dev) for _ in range(iters)]
     return {
         "mean_s": statistics.fmean(times),
         "std_s": statistics.stdev(times) if len(times) > 1 else 0.0,
