@@ -31,10 +31,15 @@ from core.efficiency.side_by_side import compare_interleaved
 from core.io import read_json, read_yaml, write_json_atomic
 from core.models.vlm import VideoVLM
 from core.training.batches import eval_loader, to_device
-from core.training.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state
+from core.training.checkpoint import (
+    load_checkpoint,
+    load_latest_checkpoint,
+    remove_temp_files,
+    restore_rng_state,
+)
 from core.training.distributed import DistInfo, init_distributed
 from core.training.evaluate import chance_level, evaluate
-from core.training.logger import RunLogger, make_logger
+from core.training.logger import METRICS_FILE, RunLogger, drop_train_rows_after, make_logger
 from core.training.schedule import build_optimizer, build_scheduler
 from core.training.seeding import seed_everything
 from core.training.status import CellStatus
@@ -149,6 +154,7 @@ class CellRun:
         status = CellStatus(self.dir) if dist.rank == 0 else None
         if status:
             status.start()
+            remove_temp_files(self.dir / "checkpoints")  # of a writer killed mid-write
         try:
             return self._run(dist, status)
         except NonFiniteLoss as exc:
@@ -235,10 +241,10 @@ class CellRun:
 
     def resume(self, model: nn.Module, optimisation: Optimisation) -> None:
         """Continue from the cell's last good checkpoint; refuse one made under another config."""
-        path = latest_checkpoint(self.dir / "checkpoints")
-        if path is None:
+        found = load_latest_checkpoint(self.dir / "checkpoints")
+        if found is None:
             return
-        ck = load_checkpoint(path)
+        _, ck = found
         if ck.get("config_hash") != self.cfg.identity_hash():
             changed = changed_keys(ck.get("config", {}), self.cfg.flat())
             raise ValueError(
@@ -254,6 +260,7 @@ class CellRun:
         self.state.skipped_batches = int(ck.get("skipped_batches", 0))
         self.state.step_times = list(ck.get("step_times", []))
         self.state.last_loss = float(ck.get("last_loss", float("nan")))
+        drop_train_rows_after(self.dir / METRICS_FILE, self.state.step)
 
     def wrap_parallel(self, model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
         """DDP over every rank when the cell runs under torchrun; the model itself otherwise."""

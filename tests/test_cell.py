@@ -103,9 +103,10 @@ def test_interrupted_cell_resumes_to_the_same_result(
     result = run_cell(cell_dir)
     status = read_status(cell_dir)
     assert status["state"] == "done" and status["attempts"] == 2
-    # Attempt 1 logged steps 1-5; attempt 2 restarted from the step-4 checkpoint, not from 0.
+    # Attempt 1 logged steps 1-5; attempt 2 restarted from the step-4 checkpoint, not from 0, and
+    # its re-done step 5 replaced attempt 1's row: every step is logged once.
     rows = train_rows(cell_dir)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 5, 6]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     ref_rows = {r["step"]: r for r in train_rows(ref_dir)}
     for r in rows:
         assert r["train/loss"] == pytest.approx(ref_rows[r["step"]]["train/loss"], rel=1e-6)
@@ -241,7 +242,7 @@ def test_nan_loss_fails_the_cell_and_keeps_the_last_good_checkpoint(
 
     # The kept checkpoint is usable: with the fault gone, the cell resumes from it and finishes.
     result = run_cell(cell_dir)
-    assert [r["step"] for r in train_rows(cell_dir)] == [1, 2, 3, 3, 4, 5, 6]
+    assert [r["step"] for r in train_rows(cell_dir)] == [1, 2, 3, 4, 5, 6]
     assert read_status(cell_dir)["state"] == "done" and np.isfinite(result["metrics"]["val_loss"])
 
 
@@ -288,7 +289,8 @@ def test_resume_with_changed_config_is_refused_naming_the_keys(
     # Negative control: with lr restored, the runtime-only change resumes from step 4.
     edit_config(cell_dir, "train", lr=3e-3)
     run_cell(cell_dir)
-    assert [r["step"] for r in train_rows(cell_dir)] == [1, 2, 3, 4, 5, 6]
+    # resumed at step 4; the re-done steps log every 2 steps now (log_every=2)
+    assert [r["step"] for r in train_rows(cell_dir)] == [1, 2, 3, 4, 6]
     status = read_status(cell_dir)
     assert status["state"] == "done" and status["attempts"] == 3
 

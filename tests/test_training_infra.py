@@ -74,16 +74,31 @@ def test_checkpoint_model_optimizer_scheduler_roundtrip(tmp_path):
     assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"]
 
 
-def test_save_keeps_previous_and_latest_falls_back_on_corruption(tmp_path):
+def test_save_keeps_previous_and_latest_falls_back_on_corruption_with_a_warning(tmp_path):
     d = tmp_path / "checkpoints"
     ck.save_checkpoint(d / "last.pt", {"step": 1})
     ck.save_checkpoint(d / "last.pt", {"step": 2})
     assert ck.load_checkpoint(d / "prev.pt")["step"] == 1
-    assert ck.latest_checkpoint(d) == d / "last.pt"
-    (d / "last.pt").write_bytes(b"torn")
-    assert ck.latest_checkpoint(d) == d / "prev.pt"
+    path, state = ck.load_latest_checkpoint(d)
+    assert path == d / "last.pt" and state["step"] == 2
     assert sorted(p.name for p in d.iterdir()) == ["last.pt", "prev.pt"]  # no temp files left
-    assert ck.latest_checkpoint(tmp_path / "empty") is None
+    (d / "last.pt").write_bytes(b"torn")
+    with pytest.warns(UserWarning, match=r"last\.pt is unreadable .*falling back to prev\.pt"):
+        path, state = ck.load_latest_checkpoint(d)
+    assert path == d / "prev.pt" and state["step"] == 1
+    (d / "prev.pt").write_bytes(b"torn too")
+    with pytest.warns(UserWarning, match="training restarts at step 0"):
+        assert ck.load_latest_checkpoint(d) is None
+    assert ck.load_latest_checkpoint(tmp_path / "empty") is None
+
+
+def test_temp_files_of_interrupted_writes_are_removed(tmp_path):
+    d = tmp_path / "checkpoints"
+    ck.save_checkpoint(d / "last.pt", {"step": 1})
+    (d / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    assert [p.name for p in ck.remove_temp_files(d)] == [".last.pt.abc123.tmp"]
+    assert sorted(p.name for p in d.iterdir()) == ["last.pt"]
+    assert ck.remove_temp_files(tmp_path / "none") == []
 
 
 def test_load_refuses_arbitrary_objects(tmp_path):

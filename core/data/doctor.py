@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.config.data import DataConfig
 from core.data.decode import ClipError, open_video
 
 CATEGORIES = ("ok", "missing", "empty", "undecodable", "no_video_stream", "too_short")
@@ -93,10 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset-name", default="synthetic")
     parser.add_argument("--split", default="train", choices=("train", "validation"))
     parser.add_argument("--manifest", default="")
-    parser.add_argument("--min-frames", type=int, default=1)
+    parser.add_argument(
+        "--min-frames",
+        type=int,
+        default=DataConfig().min_frames,
+        help="fewer decodable frames make a clip too_short (default: training's data.min_frames)",
+    )
     parser.add_argument("--json", default="", help="also write the report here as JSON")
     args = parser.parse_args(argv)
-    from core.config import DataConfig
 
     try:
         min_frames = max(args.min_frames, 1)

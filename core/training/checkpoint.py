@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.io import fsync_dir
+from core.io import atomic_write
 
 LAST = "last.pt"
 PREVIOUS = "prev.pt"
@@ -30,22 +30,13 @@ def save_checkpoint(
     """Write `state` to `path` atomically; with `keep_previous`, the file it replaces becomes
     `prev.pt` in the same directory."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def write(f: Any) -> None:
+        torch.save(state, f)
         if keep_previous and target.exists():
             os.replace(target, target.with_name(PREVIOUS))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(target.parent)
-    return target
+
+    return atomic_write(target, write, binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -61,19 +52,42 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
-    """`last.pt` if it loads, else `prev.pt` if it loads, else None (a fresh start)."""
+def load_latest_checkpoint(
+    directory: str | os.PathLike[str],
+) -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of `last.pt` if it loads, else of `prev.pt`, else None (a fresh start).
+
+    Every unreadable checkpoint is reported with a warning naming the file and the error, so a
+    fallback to an older checkpoint, or to step 0, is never silent."""
     d = Path(directory)
     for name in (LAST, PREVIOUS):
         p = d / name
         if not p.is_file():
             continue
         try:
-            torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # a torn or corrupted file: fall back to the older one
-            continue
-        return p
+            return p, load_checkpoint(p)
+        except Exception as exc:  # a torn or corrupted file: fall back to the older one
+            older = "prev.pt" if name == LAST else "no checkpoint: training restarts at step 0"
+            warnings.warn(
+                f"{p} is unreadable ({type(exc).__name__}: {exc}); falling back to {older}",
+                stacklevel=2,
+            )
     return None
+
+
+def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files of interrupted atomic writes (`.<name>.*.tmp`) in `directory`.
+
+    Call it only as the cell's single writer (at the start of a run)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    removed = []
+    for tmp in d.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def capture_rng_state() -> dict[str, Any]:

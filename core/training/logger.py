@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from core.config.train import LoggingConfig
-from core.io import append_jsonl, read_json, write_json_atomic
+from core.io import (
+    append_jsonl,
+    atomic_write,
+    dumps_json,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+)
 
 PHASES = ("train", "eval")
 METRICS_FILE = "metrics.jsonl"
@@ -63,6 +70,17 @@ class JsonlLogger(RunLogger):
         current = read_json(self.summary_path) if self.summary_path.is_file() else {}
         current.update(d)
         write_json_atomic(self.summary_path, current)
+
+
+def drop_train_rows_after(path: str | os.PathLike[str], step: int) -> int:
+    """Remove the train rows past `step` from a metrics file (the steps a resumed run re-does, so
+    each step is logged once); returns how many were dropped. The file is rewritten atomically."""
+    path = Path(path)
+    rows = read_jsonl(path)
+    kept = [r for r in rows if not (r.get("phase") == "train" and int(r.get("step", 0)) > step)]
+    if len(kept) < len(rows):
+        atomic_write(path, lambda f: f.writelines(dumps_json(r) + "\n" for r in kept))
+    return len(rows) - len(kept)
 
 
 class WandbLogger(RunLogger):
