@@ -56,6 +56,9 @@ class TrainState:
 class TrainCallback:
     """Hooks the loop calls; every method is optional (the base class does nothing)."""
 
+    def on_train_begin(self, state: TrainState) -> None:
+        """Before the first step of this run (`state.step` > 0 when resuming)."""
+
     def on_log(self, metrics: dict[str, Any], step: int) -> None:
         """Windowed training metrics every `train.log_every` steps and at each segment's end."""
 
@@ -101,6 +104,8 @@ def train(
     state.total_steps = total
     params = [p for p in loop.model.parameters() if p.requires_grad]
     loop.model.train()
+    for cb in loop.callbacks:
+        cb.on_train_begin(state)
     ran = False
     for segment in segments:
         if state.step >= segment.stop:
