@@ -1,6 +1,7 @@
 """Seek-based vs sequential decoding of 8 uniformly sampled frames from a 30 s 640×360 H.264 clip.
 
-    python benchmarks/decode_bench.py [--repeats 5] [--frame-size 224]
+    python benchmarks/decode_bench.py [--repeats 5] [--frame-size 224] [--out FILE]
+    python benchmarks/decode_bench.py --smoke     # a 2 s 64×36 clip, 1 repeat, output to a temp file
 
 Writes benchmarks/results/decode.md (numbers plus the machine) and prints it. Both paths run side
 by side in one process on one thread (torch and the FFmpeg codec context).
@@ -9,6 +10,7 @@ by side in one process on one thread (torch and the FFmpeg codec context).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import sys
@@ -23,24 +25,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.decode import decode_frames  # noqa: E402
 from core.data.sampling import ClipTiming, uniform  # noqa: E402
+from core.efficiency.hardware import cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode.md"
-SECONDS, FPS, WIDTH, HEIGHT, GOP, N_FRAMES = 30, 30, 640, 360, 60, 8
 
 
-def write_clip(path: Path) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    seconds: int = 30
+    fps: int = 30
+    width: int = 640
+    height: int = 360
+    gop: int = 60
+    targets: int = 8
+
+
+SMOKE = Clip(seconds=2, fps=8, width=64, height=36, gop=8, targets=4)
+
+
+def write_clip(path: Path, clip: Clip) -> Path:
     """A textured clip with motion so the encoder produces realistic P/B frames."""
     import av
 
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    yy, xx = np.mgrid[0 : clip.height, 0 : clip.width].astype(np.float32)
     rng = np.random.default_rng(0)
-    texture = rng.integers(0, 40, (HEIGHT, WIDTH, 1), dtype=np.uint8)
+    texture = rng.integers(0, 40, (clip.height, clip.width, 1), dtype=np.uint8)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = GOP
+        stream = container.add_stream("libx264", rate=clip.fps)
+        stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
+        stream.codec_context.gop_size = clip.gop
         stream.codec_context.options = {"crf": "23", "preset": "veryfast"}
-        for i in range(SECONDS * FPS):
+        for i in range(clip.seconds * clip.fps):
             r = 127 + 100 * np.sin((xx + 4 * i) / 37.0)
             g = 127 + 100 * np.sin((yy - 3 * i) / 23.0)
             b = 127 + 100 * np.sin((xx + yy + 5 * i) / 51.0)
@@ -74,30 +89,30 @@ def time_mode(path: Path, times: list[float], size: int, mode: str, repeats: int
 def machine() -> str:
     import av
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"{platform.platform()}; CPU: {cpu}; python {platform.python_version()}, "
+        f"{platform.platform()}; CPU: {cpu_model()}; python {platform.python_version()}, "
         f"torch {torch.__version__}, av {av.__version__}"
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frame-size", type=int, default=224)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="tiny clip, 1 repeat, temp output")
+    args = parser.parse_args(argv)
+    clip = SMOKE if args.smoke else Clip()
+    if args.smoke:
+        args.repeats, args.frame_size = 1, 32
+        if args.out == RESULTS:
+            args.out = Path(tempfile.mkdtemp()) / "decode.md"
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_clip(Path(tmp) / "bench.mp4")
+        path = write_clip(Path(tmp) / "bench.mp4", clip)
         size_mb = path.stat().st_size / 1e6
-        times = uniform(ClipTiming(float(SECONDS), FPS), N_FRAMES / SECONDS, N_FRAMES, N_FRAMES)
+        n = clip.targets
+        times = uniform(ClipTiming(float(clip.seconds), clip.fps), n / clip.seconds, n, n)
         time_mode(path, times, args.frame_size, "seek", 1)  # warm the file cache
         rows = [
             time_mode(path, times, args.frame_size, mode, args.repeats)
@@ -108,9 +123,9 @@ def main() -> None:
     lines = [
         "# Decode benchmark: seek vs sequential",
         "",
-        f"Clip: {SECONDS} s, {WIDTH}×{HEIGHT}, {FPS} fps, H.264 (libx264 veryfast, crf 23), "
-        f"GOP {GOP}, {size_mb:.1f} MB. Targets: {N_FRAMES} uniform timestamps "
-        f"(0 … {SECONDS} s), resized to {args.frame_size}². One thread (torch and codec), "
+        f"Clip: {clip.seconds} s, {clip.width}×{clip.height}, {clip.fps} fps, H.264 (libx264 "
+        f"veryfast, crf 23), GOP {clip.gop}, {size_mb:.1f} MB. Targets: {n} uniform timestamps "
+        f"(first to last frame), resized to {args.frame_size}². One thread (torch and codec), "
         f"median of {args.repeats} runs after one warm-up, all modes in one process.",
         "",
         "| mode | median s/clip | clips/s | frames/s | frames decoded | seeks |",
@@ -131,9 +146,10 @@ def main() -> None:
         "Reproduce: `python benchmarks/decode_bench.py`",
     ]
     text = "\n".join(lines) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
     print(text)
+    return args.out
 
 
 if __name__ == "__main__":
