@@ -93,8 +93,8 @@ class Cell:
         self.cell_id = self.meta.get("cell_id") or self.cfg.identity_hash()
 
     def run(self) -> dict[str, Any]:
+        from core.results import CellStatus
         from core.training.distributed import init_distributed
-        from core.training.status import CellStatus
 
         result_path = self.dir / "result.json"
         if result_path.exists():

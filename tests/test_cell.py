@@ -23,9 +23,9 @@ from core.cell import run_cell
 from core.config import ExperimentConfig
 from core.io import read_json, read_jsonl, read_yaml, write_yaml_atomic
 from core.models.vlm import VideoVLM
+from core.results import git_commit, read_status
 from core.training.batches import ResumableBatchSampler
 from core.training.checkpoint import load_checkpoint
-from core.training.status import git_commit, read_status
 from core.training.trainer import NonFiniteLoss
 from core.training.trainer import train as real_train
 from tests.video_fixtures import coded_frames, write_mp4, write_random_bytes
