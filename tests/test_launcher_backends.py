@@ -101,10 +101,19 @@ def test_missing_profile_refused_before_submission(
 def test_slurm_backend_without_a_controller_is_refused_before_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("ablations.app.sinfo_answers", lambda timeout_s: False)
+    monkeypatch.setattr("ablations.backends.slurm.sinfo_answers", lambda timeout_s: False)
     args = ["grid=smoke", f"results_root={tmp_path}", "backend=slurm", "backend.profile=local"]
     assert app.main(hydra_conf.compose_launch(args), args) == 2
     assert "sinfo` does not answer" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_local_settings_are_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["grid=smoke", f"results_root={tmp_path}", "backend=local", "backend.max_parallel=0"]
+    assert app.main(hydra_conf.compose_launch(args), args) == 2
+    assert "backend.max_parallel=0" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
 
 

@@ -14,8 +14,50 @@ from typing import Any
 
 import submitit
 
+from ablations.backends.base import LaunchSettings, Submit
 from ablations.backends.job import CellJob, export_repo_path
+from ablations.grid import GridSpec
 from ablations.state import mark_failed
+from core.results import SUBMITIT_DIR, is_done, record_jobs
+
+
+def parameters(settings: LaunchSettings, spec: GridSpec) -> dict[str, Any]:
+    """`update_parameters` kwargs: the grid's resources, `backend.timeout_min` winning."""
+    res, backend = spec.resources, settings.backend
+    gpus = int(res.get("gpus") or 0)
+    return {
+        "timeout_min": float(backend.get("timeout_min") or res["timeout_min"]),
+        "signal_delay_s": int(backend.get("signal_delay_s", 30)),
+        "tasks_per_node": int(res.get("tasks") or max(gpus, 1)),
+        "gpus_per_node": gpus,
+        "nodes": 1,
+    }
+
+
+def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
+    """Check the local settings now; the submit blocks until every cell has finished."""
+    params = parameters(settings, spec)
+    backend = settings.backend
+    max_parallel = int(backend.get("max_parallel", 2))
+    if max_parallel < 1:
+        raise ValueError(f"backend.max_parallel={max_parallel}: must be ≥ 1. Fix: e.g. 2.")
+    max_num_timeout = int(backend.get("max_num_timeout", 3))
+    poll_s = float(backend.get("poll_s", 1.0))
+
+    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
+        run_local(
+            cell_dirs,
+            settings.cell_fn,
+            grid_dir / SUBMITIT_DIR,
+            params,
+            max_parallel,
+            max_num_timeout,
+            poll_s,
+            on_submit=lambda d, job: record_jobs(grid_dir, "local", {d.name: job}),
+        )
+        return True
+
+    return submit
 
 
 def local_executor(folder: Path, params: dict[str, Any], max_num_timeout: int) -> Any:
@@ -67,14 +109,15 @@ def run_local(
 
 
 def job_error(job: Any, cell_dir: Path) -> str | None:
-    """None when the cell wrote result.json; else the job's exception (last line) or a reason."""
-    if (cell_dir / "result.json").is_file():
+    """None when the cell wrote a valid result.json; else the job's exception (last line) or a
+    reason."""
+    if is_done(cell_dir):
         return None
     try:
         exc = job.exception()
     except Exception as err:  # UncompletedJobError: died without a result pickle
         exc = err
     if exc is None:
-        return "job finished without writing result.json"
+        return "job finished without writing a valid result.json"
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else exc}"
