@@ -17,18 +17,11 @@ from core.efficiency.flops import analytic_flops
 from core.io import read_yaml
 from core.results import (
     CONFIG_FILE,
-    DONE,
-    FAILED,
-    INCOMPLETE,
-    NEW,
-    PENDING,
-    RUNNING,
     STALE_S,
-    classify,
+    State,
+    classify_grid,
     count_states,
     format_counts,
-    liveness,
-    read_jobs,
     write_plan,
 )
 
@@ -78,26 +71,25 @@ def make_plan(
     stale_s: float = STALE_S,
 ) -> Plan:
     """Classify every cell against the results tree and decide what runs."""
-    manifest = read_jobs(grid_dir)
     plan = Plan(grid=grid_dir.name, grid_dir=grid_dir, axes=axes)
+    found = classify_grid(grid_dir, [c.cell_id for c in cells], live_jobs, stale_s)
     changed: list[str] = []
     for cell in cells:
         cell_dir = grid_dir / cell.cell_id
-        found = classify(cell_dir, liveness(manifest, cell.cell_id, live_jobs), stale_s)
-        state, status = found.state, found.status
-        if state in (RUNNING, PENDING):
+        state, status = found[cell.cell_id].state, found[cell.cell_id].status
+        if state in (State.RUNNING, State.PENDING):
             run, reason = False, f"{state} (not resubmitted)"
-        elif force and state != NEW:
+        elif force and state != State.NEW:
             run, reason = True, f"force (was {state})"
-        elif state == DONE:
+        elif state == State.DONE:
             run, reason = False, "done"
-        elif state == NEW:
+        elif state == State.NEW:
             run, reason = True, "new"
-        elif state == FAILED and not retry_failed:
+        elif state == State.FAILED and not retry_failed:
             run, reason = False, "failed (retry_failed=true re-runs it)"
         else:
-            run, reason = True, "resume" if state == INCOMPLETE else "retry"
-        if run and not force and state in (INCOMPLETE, FAILED):
+            run, reason = True, "resume" if state == State.INCOMPLETE else "retry"
+        if run and not force and state in (State.INCOMPLETE, State.FAILED):
             diff = config_changes(read_yaml(cell_dir / CONFIG_FILE), cell.frozen())
             if diff:
                 changed.append(f"{cell.name} ({cell.cell_id}): " + "; ".join(diff[:6]))
@@ -146,7 +138,7 @@ def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -
             )
         if len(todo) > max_rows:
             lines.append(f"  ... and {len(todo) - max_rows} more")
-    failed = [pc for pc in plan.cells if pc.state == FAILED and not pc.run]
+    failed = [pc for pc in plan.cells if pc.state == State.FAILED and not pc.run]
     for pc in failed[:max_rows]:
         lines.append(
             f"  failed, skipped: {pc.cell.name} ({pc.cell_id}): {(pc.status or {}).get('error')}"
@@ -159,19 +151,3 @@ def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -
             " fwd GFLOPs per clip)"
         )
     return "\n".join(lines)
-
-
-__all__ = [
-    "DONE",
-    "FAILED",
-    "INCOMPLETE",
-    "NEW",
-    "PENDING",
-    "RUNNING",
-    "Plan",
-    "PlanError",
-    "PlannedCell",
-    "cost_estimate",
-    "make_plan",
-    "render",
-]

@@ -11,7 +11,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.results import FAILED, TRASH_DIR, CellStatus
+from core.results import TRASH_DIR, CellStatus, State
 
 
 def write_pending(cell_dir: Path) -> None:
@@ -23,7 +23,7 @@ def mark_failed(cell_dir: Path, reason: str) -> None:
     """Record a failure the runner could not record itself (import error, killed job, ...);
     a failure the runner already recorded is kept as it is."""
     status = CellStatus(cell_dir)
-    if status.state == FAILED and status.data.get("error"):
+    if status.state == State.FAILED and status.data.get("error"):
         return
     step = status.data.get("step")
     status.fail(reason, step=None if step is None else int(step))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.display import DISPLAY_COLUMNS, resolve_display
-from core.results import DONE, STATES
+from core.results import STATES, State
 
 GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer")
 
@@ -50,7 +50,7 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     (cell peak_memory_mb / reference's); NaN where the cell or its reference is not done."""
     out = with_display(cells.reset_index(drop=True))
     ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
-    done_refs = out[(out["state"] == DONE) & out["method_is_reference"]]
+    done_refs = out[(out["state"] == State.DONE) & out["method_is_reference"]]
     refs = done_refs[["grid", "arch", "seed", "layer", *ref_cols]].rename(columns=ref_cols)
     keys = ["grid", "arch", "seed"]
     exact = refs.drop_duplicates([*keys, "layer"])
@@ -59,7 +59,7 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     matched = base.merge(exact, on=[*keys, "layer"], how="left").set_index("index")
     other = base.merge(fallback, on=keys, how="left").set_index("index")
     matched = matched.combine_first(other).reindex(out.index)
-    is_done = out["state"] == DONE
+    is_done = out["state"] == State.DONE
     for col in ("ref_cell_id", "ref_accuracy", *DERIVED):
         out[col] = np.nan
     out["ref_cell_id"] = matched["ref_cell_id"].where(is_done).astype(object)
@@ -125,9 +125,9 @@ def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
 def group_state(counts: dict[str, int]) -> str:
     """done (all seeds done), partial (some), or the non-done states joined, e.g. failed/missing."""
     planned = sum(counts.values())
-    done = counts.get(DONE, 0)
+    done = counts.get(State.DONE, 0)
     if planned and done == planned:
-        return DONE
+        return State.DONE
     if done:
         return "partial"
     return "/".join(s for s in STATES if counts.get(s)) or "new"
@@ -135,7 +135,7 @@ def group_state(counts: dict[str, int]) -> str:
 
 def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict:
     counts = {s: int((members["state"] == s).sum()) for s in STATES}
-    done = members[members["state"] == DONE]
+    done = members[members["state"] == State.DONE]
     row = dict(key)
     row.update({col: members[col].iloc[0] for col in DISPLAY_COLUMNS})
     row.update(n=len(done), n_planned=len(members), **{f"n_{s}": counts[s] for s in STATES})
@@ -154,7 +154,7 @@ def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict
 def _flag(
     members: pd.DataFrame, done: pd.DataFrame, counts: dict[str, int], n_ref: int, is_ref: bool
 ) -> str:
-    notes = [f"{n} {s}" for s, n in counts.items() if s != DONE and n]
+    notes = [f"{n} {s}" for s, n in counts.items() if s != State.DONE and n]
     if len(done) and n_ref < len(done) and not is_ref:
         notes.append(f"no done reference for {len(done) - n_ref} seed(s)")
     if "config_mismatch" in members:

@@ -20,14 +20,15 @@ import pandas as pd
 from analysis.display import display_columns, resolve_display
 from core.results import (
     AXES,
-    DONE,
     EXPECTED_EFFICIENCY,
     EXPECTED_METRICS,
     METRICS_FILE,
+    PLAN_FILE,
     RUNTIME_KEYS,
     STALE_S,
     STATES,
     ResultsError,
+    State,
     cell_dirs,
     classify,
     count_states,
@@ -180,7 +181,7 @@ def _load_grid(grid_dir: Path, report: LoadReport, stale_s: float) -> list[dict[
         cell_dir = grid_dir / cell_id
         cell = classify(cell_dir, liveness(manifest, cell_id), stale_s)
         row["state"] = cell.state
-        row["error"] = None if cell.state == DONE else cell.reason
+        row["error"] = None if cell.state == State.DONE else cell.reason
         report.messages.extend(f"{grid}/{cell_id}: {problem}" for problem in cell.problems)
         if cell_dir.is_dir():
             _fill_from_dir(row, cell_dir, cell.status or {})
@@ -191,7 +192,7 @@ def _load_grid(grid_dir: Path, report: LoadReport, stale_s: float) -> list[dict[
                 f"{grid}/{cell_id} ({row['name']}): folder not in plan.json (from an earlier "
                 "plan?); loaded with its own axes"
             )
-        if row["state"] != DONE:
+        if row["state"] != State.DONE:
             report.notes.append(
                 CellNote(grid, cell_id, str(row["name"]), row["state"], str(row["error"] or ""))
             )
@@ -211,11 +212,11 @@ def _read_plan(grid_dir: Path, report: LoadReport) -> list[dict[str, Any]]:
         report.messages.append(f"{exc}; using cell folders only")
         return []
     if plan is None:
-        report.messages.append(f"{grid_dir / 'plan.json'}: no plan.json; new cells cannot be seen")
+        report.messages.append(f"{grid_dir / PLAN_FILE}: no plan.json; new cells cannot be seen")
         return []
     if plan.get("grid") not in (None, grid_dir.name):
         report.messages.append(
-            f"{grid_dir / 'plan.json'}: plan says grid {plan.get('grid')!r} but lives in folder "
+            f"{grid_dir / PLAN_FILE}: plan says grid {plan.get('grid')!r} but lives in folder "
             f"{grid_dir.name!r}"
         )
     return plan["cells"]

@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.data import GridData
 from analysis.load import LoadReport, load_results
 from analysis.tables import efficiency_table, pareto_table, qtype_table, write_tables
-from core.results import ANALYSIS_DIR, DONE, STATES, list_grids
+from core.results import ANALYSIS_DIR, STATES, State, list_grids
 
 HARDWARE_COLUMNS = ("device", "device_name", "threads", "torch", "hostname")
 
@@ -209,7 +209,7 @@ def _state_counts(report: LoadReport, grid: str) -> str:
 
 
 def _problem_cells(cells: pd.DataFrame) -> str:
-    bad = cells[cells["state"] != DONE]
+    bad = cells[cells["state"] != State.DONE]
     if bad.empty:
         return "<p>every planned cell is done</p>"
     cols = [
@@ -232,7 +232,7 @@ def _problem_cells(cells: pd.DataFrame) -> str:
 
 def _hardware(cells: pd.DataFrame) -> str:
     cols = [c for c in HARDWARE_COLUMNS if c in cells]
-    done = cells[cells["state"] == DONE]
+    done = cells[cells["state"] == State.DONE]
     if not cols or done.empty:
         return "<p class='muted'>no done cells</p>"
     table = done[cols].astype(str).value_counts().reset_index(name="cells")

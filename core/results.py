@@ -69,6 +69,17 @@ class ResultsError(ValueError):
     """A file of the results tree is unreadable or breaks the format; the message names it."""
 
 
+class State:
+    """The one set of cell states (plain strings, as status.json and the tables show them)."""
+
+    NEW = "new"  # planned, never prepared (no config.yaml)
+    PENDING = "pending"  # handed to a backend, its holder alive, not started
+    RUNNING = "running"  # started, its holder alive
+    DONE = "done"  # a valid result.json
+    FAILED = "failed"  # the run recorded a failure
+    INCOMPLETE = "incomplete"  # anything else with a frozen config: a re-launch resumes it
+
+
 def is_cell_name(name: str) -> bool:
     """Cell folders are plain names; `_trash`, `_analysis`, `_submitit` and dot-files are not."""
     return bool(name) and not name.startswith(("_", "."))
@@ -191,7 +202,7 @@ class CellStatus:
     def _blank() -> dict[str, Any]:
         t = now_iso()
         return {
-            "state": PENDING,
+            "state": State.PENDING,
             "attempts": 0,
             "host": "",
             "git_commit": "",
@@ -221,13 +232,13 @@ class CellStatus:
 
     def pending(self) -> None:
         """Handed to a backend, not started (the launcher's call); keeps attempts and step."""
-        self.data["state"] = PENDING
+        self.data["state"] = State.PENDING
         self._write()
 
     def start(self, host: str | None = None, commit: str | None = None) -> None:
         """Begin an attempt: attempts + 1, state running, errors cleared, step kept (resume)."""
         self.data.update(
-            state=RUNNING,
+            state=State.RUNNING,
             attempts=self.attempts + 1,
             host=host or socket.gethostname(),
             git_commit=commit or git_commit(),
@@ -246,7 +257,7 @@ class CellStatus:
     def finish(self, step: int | None = None) -> None:
         if step is not None:
             self.data["step"] = int(step)
-        self.data.update(state=DONE, finished=now_iso(), error=None, failed_step=None)
+        self.data.update(state=State.DONE, finished=now_iso(), error=None, failed_step=None)
         self._write()
 
     def fail(self, reason: str | BaseException, step: int | None = None) -> None:
@@ -255,7 +266,7 @@ class CellStatus:
         if len(text) > MAX_ERROR_CHARS:
             text = "…" + text[-MAX_ERROR_CHARS:]
         self.data.update(
-            state=FAILED,
+            state=State.FAILED,
             error=text,
             failed_step=None if step is None else int(step),
             finished=None,
@@ -523,16 +534,9 @@ def uses_scheduler(manifest: Mapping[str, Any]) -> bool:
 
 # ---- cell states -------------------------------------------------------------------------------
 
-NEW, PENDING, RUNNING, DONE, FAILED, INCOMPLETE = (
-    "new",
-    "pending",
-    "running",
-    "done",
-    "failed",
-    "incomplete",
-)
+
 # Display order of counts.
-STATES = (NEW, DONE, RUNNING, FAILED, INCOMPLETE, PENDING)
+STATES = (State.NEW, State.DONE, State.RUNNING, State.FAILED, State.INCOMPLETE, State.PENDING)
 # A pending/running status whose holder cannot be checked counts as alive while it was updated
 # within this many seconds (the heartbeat); the launcher's `stale_min` sets it.
 STALE_S = 1800.0
@@ -623,29 +627,35 @@ def classify(
         problems.append(str(exc))
     result, bad_result = check_result(cell_dir)
     if result is not None:
-        return CellState(DONE, "", status, result, tuple(problems))
+        return CellState(State.DONE, "", status, result, tuple(problems))
     if bad_result is not None:
         problems.append(bad_result)
         return CellState(
-            INCOMPLETE, f"{bad_result}; a re-launch runs it again", status, None, tuple(problems)
+            State.INCOMPLETE,
+            f"{bad_result}; a re-launch runs it again",
+            status,
+            None,
+            tuple(problems),
         )
     if not (cell_dir / CONFIG_FILE).is_file():
         why = "cell folder without config.yaml" if cell_dir.is_dir() else "no cell folder"
-        return CellState(NEW, f"planned, {why} (never launched?)", status, None, tuple(problems))
+        return CellState(
+            State.NEW, f"planned, {why} (never launched?)", status, None, tuple(problems)
+        )
     if status is None:
         why = problems[0] if problems else "frozen config.yaml, never started (no status.json)"
-        return CellState(INCOMPLETE, why, None, None, tuple(problems))
+        return CellState(State.INCOMPLETE, why, None, None, tuple(problems))
     state = status["state"]
-    if state == FAILED:
+    if state == State.FAILED:
         why = status.get("error") or "failed (status.json gives no reason)"
-        return CellState(FAILED, str(why), status, None, tuple(problems))
-    if state not in (RUNNING, PENDING):
+        return CellState(State.FAILED, str(why), status, None, tuple(problems))
+    if state not in (State.RUNNING, State.PENDING):
         why = (
             "status says done but result.json is absent"
-            if state == DONE
+            if state == State.DONE
             else f"status.json has unknown state {state!r}"
         )
-        return CellState(INCOMPLETE, why, status, None, tuple(problems))
+        return CellState(State.INCOMPLETE, why, status, None, tuple(problems))
     alive = live.alive(str(status.get("host") or ""))
     if alive is None:
         updated = parse_iso(status.get("updated") or status.get("started"))
@@ -660,9 +670,30 @@ def classify(
         gone = "its job or process is gone (killed or preempted? a re-launch resumes it)"
     step = status.get("step")
     if alive:
-        why = f"running at step {step}" if state == RUNNING else "pending: submitted, not started"
+        why = (
+            f"running at step {step}"
+            if state == State.RUNNING
+            else "pending: submitted, not started"
+        )
         return CellState(state, why, status, None, tuple(problems))
-    return CellState(INCOMPLETE, f"{state} at step {step}; {gone}", status, None, tuple(problems))
+    return CellState(
+        State.INCOMPLETE, f"{state} at step {step}; {gone}", status, None, tuple(problems)
+    )
+
+
+def classify_grid(
+    grid_dir: str | os.PathLike[str],
+    cell_ids: Iterable[str],
+    queued: Iterable[str] | None = None,
+    stale_s: float = STALE_S,
+    manifest: Mapping[str, Any] | None = None,
+) -> dict[str, CellState]:
+    """`classify` of each cell of a grid, with liveness from its jobs.json (read once, unless
+    given) and the scheduler's `queued` ids."""
+    grid_dir = Path(grid_dir)
+    jobs = read_jobs(grid_dir) if manifest is None else manifest
+    queued = None if queued is None else frozenset(str(q) for q in queued)
+    return {c: classify(grid_dir / c, liveness(jobs, c, queued), stale_s) for c in cell_ids}
 
 
 def count_states(states: Iterable[str]) -> dict[str, int]:

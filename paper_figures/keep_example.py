@@ -17,11 +17,12 @@ from matplotlib.patches import Rectangle
 
 from analysis.data import GridData
 from analysis.display import Labels
+from core.results import DIAGNOSTICS_DIR
 from paper_figures import style
 from paper_figures.common import SkipFigure
 
 NAME = "keep_example"
-EXAMPLE = Path("diagnostics") / "keep_example.npz"
+EXAMPLE = Path(DIAGNOSTICS_DIR) / "keep_example.npz"
 MAX_FRAMES_SHOWN = 8
 
 

@@ -16,17 +16,7 @@ import pytest
 
 from ablations import app, hydra_conf
 from core.io import read_jsonl, read_yaml, write_json_atomic
-from core.results import (
-    DONE,
-    FAILED,
-    INCOMPLETE,
-    NEW,
-    PENDING,
-    RUNNING,
-    Liveness,
-    classify,
-    write_result,
-)
+from core.results import Liveness, classify, write_result
 from tests.launcher_cells import expected_value
 
 CELL_FN = "cell_fn=tests.launcher_cells:count_cell"
@@ -181,28 +171,28 @@ def test_classify_liveness_rules(tmp_path: Path) -> None:
     def state(live: Liveness | None = None, stale_s: float = 1800.0) -> str:
         return classify(cell, live or Liveness(), stale_s).state
 
-    assert state() == RUNNING  # recent, liveness unknown
-    assert state(stale_s=0) == INCOMPLETE
+    assert state() == "running"  # recent, liveness unknown
+    assert state(stale_s=0) == "incomplete"
     slurm = ("12_3",)
-    assert state(Liveness(queued=frozenset({"12_3"}), job_ids=slurm)) == RUNNING  # squeue knows
-    assert state(Liveness(queued=frozenset({"99"}), job_ids=slurm)) == INCOMPLETE  # job gone
-    assert state(Liveness(pids=(os.getpid(),))) == RUNNING
-    assert state(Liveness(pids=(dead_pid(),))) == INCOMPLETE
-    assert state(Liveness(pids=(dead_pid(),), host="elsewhere")) == RUNNING  # heartbeat decides
+    assert state(Liveness(queued=frozenset({"12_3"}), job_ids=slurm)) == "running"  # squeue knows
+    assert state(Liveness(queued=frozenset({"99"}), job_ids=slurm)) == "incomplete"  # job gone
+    assert state(Liveness(pids=(os.getpid(),))) == "running"
+    assert state(Liveness(pids=(dead_pid(),))) == "incomplete"
+    assert state(Liveness(pids=(dead_pid(),), host="elsewhere")) == "running"  # heartbeat decides
     write_json_atomic(cell / "status.json", {"state": "pending", "updated": old})
-    assert state() == INCOMPLETE  # handed over, never started, nobody alive
-    assert state(Liveness(pids=(os.getpid(),), host=socket.gethostname())) == PENDING  # queued
+    assert state() == "incomplete"  # handed over, never started, nobody alive
+    assert state(Liveness(pids=(os.getpid(),), host=socket.gethostname())) == "pending"  # queued
     write_json_atomic(cell / "status.json", {"state": "failed", "error": "x"})
-    assert state() == FAILED
+    assert state() == "failed"
     (cell / "result.json").write_text('{"cell_id": "c", "grid')  # torn: not done
-    assert state() == INCOMPLETE
+    assert state() == "incomplete"
     write_json_atomic(cell / "result.json", {})  # valid JSON, not a result: not done either
-    assert state() == INCOMPLETE
+    assert state() == "incomplete"
     blocks = ("axes", "config", "metrics", "efficiency", "hardware", "timing")
     valid = {"cell_id": "c", "grid": "g", "name": "c", "git_commit": "x", "finished": fresh}
     write_result(cell, valid | {b: {} for b in blocks})
-    assert state() == DONE
-    assert classify(tmp_path / "missing").state == NEW
+    assert state() == "done"
+    assert classify(tmp_path / "missing").state == "new"
 
 
 @pytest.mark.usefixtures("no_injection")

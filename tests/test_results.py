@@ -16,8 +16,6 @@ from ablations.status import grid_states
 from analysis.load import load_results
 from core.io import write_json_atomic
 from core.results import (
-    INCOMPLETE,
-    PENDING,
     RESULT_KEYS,
     CellStatus,
     Liveness,
@@ -101,9 +99,9 @@ def test_corrupt_status_is_named_and_incomplete_then_rewritten(tmp_path):
     with pytest.raises(ResultsError, match=r"c/status\.json: not valid JSON"):
         read_status(cell)
     found = classify(cell)
-    assert found.state == INCOMPLETE and "status.json: not valid JSON" in found.reason
+    assert found.state == "incomplete" and "status.json: not valid JSON" in found.reason
     CellStatus(cell).pending()  # the launcher's next write replaces it with a fresh record
-    assert read_status(cell)["state"] == PENDING
+    assert read_status(cell)["state"] == "pending"
 
 
 # ---- result.json --------------------------------------------------------------------------
@@ -167,14 +165,14 @@ def test_jobs_record_the_launcher_until_a_job_id_exists(tmp_path):
     entry = manifest["cells"]["c"]
     assert (entry["launcher_pid"], entry["host"]) == (os.getpid(), socket.gethostname())
     assert liveness(manifest, "c").pids == (os.getpid(),)
-    assert classify(cell, liveness(manifest, "c")).state == PENDING
+    assert classify(cell, liveness(manifest, "c")).state == "pending"
     manifest = record_jobs(tmp_path, "local", {"c": "4242424"})  # submitted: the job decides
     assert liveness(manifest, "c").pids == (4242424,)
-    assert classify(cell, liveness(manifest, "c")).state == INCOMPLETE
+    assert classify(cell, liveness(manifest, "c")).state == "incomplete"
     manifest = record_jobs(tmp_path, "slurm", {"c": "77_1"})
     live = liveness(manifest, "c", queued={"77_1"})
     assert live.job_ids == ("77_1",) and live.pids == ()
-    assert classify(cell, live).state == PENDING
+    assert classify(cell, live).state == "pending"
     assert [h["job_id"] for h in manifest["cells"]["c"]["history"]] == ["4242424"]
 
 
@@ -184,7 +182,7 @@ def test_liveness_on_another_host_falls_back_to_the_heartbeat(tmp_path):
     CellStatus(cell).start(host="elsewhere", commit="x")
     live = Liveness(pids=(2**22 + 7,), host="elsewhere")  # not a pid of this machine
     assert classify(cell, live).state == "running"
-    assert classify(cell, live, stale_s=0).state == INCOMPLETE
+    assert classify(cell, live, stale_s=0).state == "incomplete"
 
 
 # ---- one state machine ----------------------------------------------------------------------
@@ -199,7 +197,7 @@ def test_launcher_and_analysis_agree_on_every_fixture_cell(tmp_path):
     states = set(cells["state"])
     assert states == {"new", "pending", "running", "done", "failed", "incomplete"}
     corrupt = cell_id("prune_sweep", cell_name("joint_decoder", "random", 0.5, 2, 1))
-    assert launcher_state(tree.root, corrupt) == INCOMPLETE  # torn result.json: not done
+    assert launcher_state(tree.root, corrupt) == "incomplete"  # torn result.json: not done
 
 
 def launcher_state(root: Path, cid: str) -> str:
@@ -223,7 +221,7 @@ r.write_config(cell, {{"train": {{}}, "cell": r.cell_block("c", "g", "c", {{}}, 
 r.CellStatus(cell).start()
 result = {{k: {{}} if t is dict else "x" for k, t in r.RESULT_KEYS.items()}}
 r.write_result(cell, result)
-assert r.classify(cell).state == r.DONE and r.read_result(cell) == result
+assert r.classify(cell).state == r.State.DONE and r.read_result(cell) == result
 r.record_jobs(cell.parent, "inline", {{"c": "inline-1"}})
 assert r.liveness(r.read_jobs(cell.parent), "c").pids == (1,)
 print("ok")

@@ -18,7 +18,7 @@ from ablations.grid import GridSpec
 from ablations.jobs import live_jobs, sinfo_answers
 from ablations.profiles import ProfileError, load_profile
 from ablations.status import grid_states
-from core.results import JOBS_FILE, PENDING, RUNNING, SUBMITIT_DIR, record_jobs
+from core.results import JOBS_FILE, SUBMITIT_DIR, State, record_jobs
 
 
 def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
@@ -60,7 +60,9 @@ def wait_for(grid_dir: Path, cell_ids: list[str], poll_s: float, stale_s: float)
     wanted = set(cell_ids)
     while True:
         rows = grid_states(grid_dir, live_jobs(), stale_s)
-        if not any(r["cell_id"] in wanted and r["state"] in (RUNNING, PENDING) for r in rows):
+        if not any(
+            r["cell_id"] in wanted and r["state"] in (State.RUNNING, State.PENDING) for r in rows
+        ):
             return
         time.sleep(poll_s)
 
