@@ -30,10 +30,9 @@ from core.results import (
     ResultsError,
     State,
     cell_dirs,
-    classify,
+    classify_grid,
     count_states,
     list_grids,
-    liveness,
     read_cell_block,
     read_jobs,
     read_plan,
@@ -174,12 +173,14 @@ def _load_grid(grid_dir: Path, report: LoadReport, stale_s: float) -> list[dict[
         report.messages.append(f"{exc}; liveness from status times only")
         manifest = {"cells": {}}
     found_dirs = {p.name for p in cell_dirs(grid_dir)}
+    cell_ids = [*planned, *sorted(found_dirs - set(planned))]
+    states = classify_grid(grid_dir, cell_ids, None, stale_s, manifest)
     rows = []
-    for cell_id in [*planned, *sorted(found_dirs - set(planned))]:
+    for cell_id in cell_ids:
         row = _empty_row(grid, cell_id, planned.get(cell_id, {}))
         row["in_plan"] = cell_id in planned
         cell_dir = grid_dir / cell_id
-        cell = classify(cell_dir, liveness(manifest, cell_id), stale_s)
+        cell = states[cell_id]
         row["state"] = cell.state
         row["error"] = None if cell.state == State.DONE else cell.reason
         report.messages.extend(f"{grid}/{cell_id}: {problem}" for problem in cell.problems)
