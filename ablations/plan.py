@@ -1,7 +1,7 @@
 """The plan of one launch: each cell's state in the results tree, what to run, and what it costs.
 
-Decisions: done → skip; running or pending → skip (never two writers); new → run; incomplete → run (the
-runner resumes from its checkpoint); failed → run only with retry_failed; with force every
+Decisions: done → skip; running or pending → skip (never two writers); new → run; incomplete → run
+(the runner resumes from its checkpoint); failed → run only with retry_failed; with force every
 existing dir except running ones is moved to `_trash/` and run anew. An incomplete or failed cell
 whose frozen config differs from the new one is refused (naming the changed keys) unless force.
 """

@@ -1,7 +1,7 @@
 """How tables and figures name and order methods and archs: read from the cells' own `display`
 blocks (result.json, written by the cell from each extension's metadata), never from a name table.
 
-Each field of `display.<axis>` becomes a column `<axis>_<field>` (`method_label`, `arch_order`, ...).
+Each field of `display.<axis>` becomes a column `<axis>_<field>` (`method_label`, `arch_order`).
 `resolve_display` gives every row of a method or arch the values found on any row with the same
 key (a failed or missing cell has no result, but its method is labelled like the others). Keys no
 result describes (trees written before display blocks existed) fall back to label = short = key,

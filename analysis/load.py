@@ -1,9 +1,9 @@
 """Results tree → one pandas row per planned cell, plus a `LoadReport` of everything not done.
 
-A cell is known from `plan.json` and from its folder; the union is loaded so that a planned cell with
-no folder shows up as "new" and a folder the plan no longer lists is kept (and reported). Each cell's
-state is `core.results.classify`, the launcher's own rule. Cells that are not done keep NaN metrics
-and their state/reason: nothing is dropped silently. The files' format: docs/results_format.md.
+A cell is known from `plan.json` and from its folder; the union is loaded so that a planned cell
+with no folder shows up as "new" and a folder the plan no longer lists is kept (and reported). Each
+cell's state is `core.results.classify`, the launcher's own rule. Cells that are not done keep NaN
+metrics and their state/reason: nothing is dropped silently. The format: docs/results_format.md.
 """
 
 from __future__ import annotations

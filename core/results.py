@@ -106,7 +106,9 @@ def list_grids(root: str | os.PathLike[str]) -> list[str]:
     return sorted(
         d.name
         for d in root.iterdir()
-        if d.is_dir() and is_cell_name(d.name) and ((d / PLAN_FILE).is_file() or cell_dirs(d))
+        if d.is_dir()
+        and is_cell_name(d.name)
+        and ((d / PLAN_FILE).is_file() or any(is_cell_dir(p) for p in d.iterdir()))
     )
 
 
@@ -342,7 +344,7 @@ def result_problems(result: Any) -> list[str]:
     if display is None:
         return problems
     if not isinstance(display, dict):
-        return [*problems, f"display={display!r}: expected an object with method and arch"]
+        return [*problems, f"display={display!r:.60}: expected an object with method and arch"]
     for axis, fields in DISPLAY_FIELDS.items():
         block = display.get(axis)
         if not isinstance(block, dict):

@@ -129,10 +129,11 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
         _kept_plot(fig.add_subplot(grid[len(rows), :]), rows, data.labels)
         first = rows[0]
         arch, layer, seed = first.slice_key[2:]
+        arch = data.labels.label("arch", arch)
         style.set_title(
             fig,
             f"{data.grid}: which visual windows reach the LLM (shaded/hatched windows are dropped)",
-            f"clip {first.clip_id}, prune ratio {first.ratio:g}, {data.labels.label('arch', arch)}, "
+            f"clip {first.clip_id}, prune ratio {first.ratio:g}, {arch}, "
             f"pruned after ViT block {layer}, seed {seed}",
             f"Q: {first.question}  A: {first.answer}" if first.question else "",
         )

@@ -3,8 +3,8 @@
 `count_cell(cell_dir)` follows the cell contract without a model: it reads config.yaml, counts
 `train.steps` steps with a deterministic running value, checkpoints after every step (so a
 requeued or re-launched attempt resumes), writes status.json / metrics.jsonl and finally
-result.json with the real writers (core.results). Its final numbers depend only on the config, never on where
-it was interrupted. Environment knobs (they reach submitit/SLURM job processes too):
+result.json with the real writers (core.results). Its final numbers depend only on the config,
+never on where it was interrupted. Environment knobs (they reach submitit/SLURM job processes too):
   LAUNCHER_TEST_FAIL    comma-separated cell names that raise after their first step
   LAUNCHER_TEST_STEP_S  seconds to sleep per step (makes time-outs and requeues observable)
 """

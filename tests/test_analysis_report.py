@@ -122,7 +122,7 @@ def test_cli_empty_tree_and_unknown_grid(tmp_path, capsys):
 
 
 def test_analysis_reads_through_core_results_only_and_never_imports_figures():
-    """analysis → core.results (stdlib) only; paper_figures builds on analysis, never the reverse."""
+    """analysis needs only core.results (stdlib); paper_figures builds on analysis, not back."""
     import subprocess
     import sys
 
