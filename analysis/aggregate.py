@@ -123,7 +123,7 @@ def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_state(counts: dict[str, int]) -> str:
-    """done (all seeds done), partial (some), or the non-done states joined, e.g. failed/missing."""
+    """done (all seeds done), partial (some), or the non-done states joined, e.g. new/failed."""
     planned = sum(counts.values())
     done = counts.get(State.DONE, 0)
     if planned and done == planned:

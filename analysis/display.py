@@ -3,7 +3,7 @@ blocks (result.json, written by the cell from each extension's metadata), never 
 
 Each field of `display.<axis>` becomes a column `<axis>_<field>` (`method_label`, `arch_order`).
 `resolve_display` gives every row of a method or arch the values found on any row with the same
-key (a failed or missing cell has no result, but its method is labelled like the others). Keys no
+key (a failed or new cell has no result, but its method is labelled like the others). Keys no
 result describes (trees written before display blocks existed) fall back to label = short = key,
 no order (sorted alphabetically after the ordered ones), not ground truth, and as reference the
 method whose every cell prunes nothing (ratio 0).
