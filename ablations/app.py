@@ -1,14 +1,14 @@
 """The launcher's steps, callable without `@hydra.main` (tests compose and call `main` directly).
 
 launch: resolve the grid → compose and validate every cell → classify against the results tree →
-(dry run: print and stop) → choose the backend and check its settings → trash (force) → write
-plan.json, freeze config.yaml, mark pending → run inline/local or submit to SLURM → jobs.json →
-summary (+ collect for runs that waited). status / collect read the tree only.
+(dry run: print and stop) → choose the backend (ablations.backends.BACKENDS) and check its settings
+→ trash (force) → write plan.json, freeze config.yaml, record this launcher in jobs.json, mark
+pending → the backend runs or submits (recording job ids) → summary (+ collect for runs that
+waited). status / collect read the tree only.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -16,21 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from ablations import hydra_conf
-from ablations.backends import choose_backend
-from ablations.backends.inline import run_inline
-from ablations.backends.local import run_local
-from ablations.backends.slurm import slurm_parameters, submit_slurm
-from ablations.cells import Cell, Composer
+from ablations.backends import BACKENDS, LaunchSettings, choose_backend
+from ablations.cells import CellSpec, Composer
 from ablations.collect import collect
 from ablations.grid import GridSpec, resolve_grid
-from ablations.jobs import grid_live_jobs, live_jobs, record_jobs, sinfo_answers
+from ablations.jobs import grid_live_jobs
 from ablations.overrides import CommandLine, plain, read_command_line
 from ablations.plan import Plan, cost_estimate, make_plan, render
-from ablations.profiles import load_profile
-from ablations.state import RUNNING, STATES, move_to_trash, write_pending
-from ablations.status import grid_states, print_status
+from ablations.state import move_to_trash, write_pending
+from ablations.status import print_status, summarize
 from core.config import SECTIONS
-from core.io import write_yaml_atomic
+from core.results import CONFIG_FILE, STALE_S, record_jobs, write_config
 
 ACTIONS = ("launch", "status", "collect")
 # bad input: grid/cell/profile/config errors (all ValueError subclasses) and missing files
@@ -60,7 +56,7 @@ def grid_spec(cfg: Any, cli: CommandLine) -> GridSpec:
     )
 
 
-def compose_cells(cfg: Any, spec: GridSpec, cli: CommandLine) -> list[Cell]:
+def compose_cells(cfg: Any, spec: GridSpec, cli: CommandLine) -> list[CellSpec]:
     base = {name: plain(cfg[name]) for name in SECTIONS}
     return Composer(spec, base, arch_group, cli.section_values()).compose_all()
 
@@ -80,7 +76,8 @@ def main(cfg: Any, overrides: Sequence[str]) -> int:
         spec = grid_spec(cfg, cli)
         root = results_dir(cfg)
         grid_dir = root / spec.name
-        stale_s = 60.0 * float(cfg.get("stale_min", 30))
+        stale_min = cfg.get("stale_min")
+        stale_s = STALE_S if stale_min is None else 60.0 * float(stale_min)
         if action == "status":
             print_status(grid_dir, stale_s)
             return 0
@@ -97,6 +94,15 @@ def _collect_dir(cfg: Any) -> Path | None:
     return Path(str(out)).expanduser().resolve() if out else None
 
 
+def settings(cfg: Any, stale_s: float) -> LaunchSettings:
+    return LaunchSettings(
+        cell_fn=str(cfg.cell_fn),
+        backend=plain(cfg.backend),
+        wait=bool(cfg.get("wait")),
+        stale_s=stale_s,
+    )
+
+
 def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: float) -> int:
     t0 = time.perf_counter()
     cells = compose_cells(cfg, spec, cli)
@@ -110,11 +116,10 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
         print(f"dry run: planned {len(cells)} cells in {planned:.2f}s; nothing submitted.")
         return 0
     print(render(plan))
-    backend = choose_backend(plain(cfg.backend))
-    submit = _prepare_backend(
-        cfg, backend, spec, stale_s
-    )  # validates profiles before anything is written
-    todo = prepare_tree(plan)
+    run = settings(cfg, stale_s)
+    backend = choose_backend(run.backend)
+    submit = BACKENDS[backend](run, spec)  # validates the backend settings before any write
+    todo = prepare_tree(plan, backend)
     if not todo:
         print(f"nothing to run for grid {spec.name}.")
         return 0
@@ -128,8 +133,9 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
     return 1 if not_done else 0
 
 
-def prepare_tree(plan: Plan) -> list[Path]:
-    """Trash forced cells, write plan.json, freeze configs of cells to run, mark them pending."""
+def prepare_tree(plan: Plan, backend: str) -> list[Path]:
+    """Trash forced cells, write plan.json, freeze configs of cells to run, record this launcher
+    as their holder in jobs.json, then mark them pending."""
     plan.grid_dir.mkdir(parents=True, exist_ok=True)
     dirs: list[Path] = []
     for pc in plan.to_run():
@@ -139,98 +145,10 @@ def prepare_tree(plan: Plan) -> list[Path]:
         dirs.append(cell_dir)
     plan.write()
     for pc, cell_dir in zip(plan.to_run(), dirs, strict=True):
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        if not (cell_dir / "config.yaml").is_file():
-            write_yaml_atomic(cell_dir / "config.yaml", pc.cell.frozen())
+        if not (cell_dir / CONFIG_FILE).is_file():
+            write_config(cell_dir, pc.cell.frozen())
+    if dirs:
+        record_jobs(plan.grid_dir, backend, dict.fromkeys((d.name for d in dirs), None))
+    for cell_dir in dirs:
         write_pending(cell_dir)
     return dirs
-
-
-def _prepare_backend(cfg: Any, backend: str, spec: GridSpec, stale_s: float) -> Any:
-    """A `submit(cell_dirs, grid_dir) -> waited` closure with every setting checked up front."""
-    cell_fn = str(cfg.cell_fn)
-    settings = plain(cfg.backend)
-    if backend == "inline":
-
-        def submit_inline(dirs: list[Path], grid_dir: Path) -> bool:
-            record_jobs(grid_dir, "inline", {d.name: f"inline-{os.getpid()}" for d in dirs})
-            run_inline(dirs, cell_fn)
-            return True
-
-        return submit_inline
-    if backend == "local":
-        res = spec.resources
-        gpus = int(res.get("gpus") or 0)
-        params = {
-            "timeout_min": float(settings.get("timeout_min") or res["timeout_min"]),
-            "signal_delay_s": int(settings.get("signal_delay_s", 30)),
-            "tasks_per_node": int(res.get("tasks") or max(gpus, 1)),
-            "gpus_per_node": gpus,
-            "nodes": 1,
-        }
-
-        def submit_local(dirs: list[Path], grid_dir: Path) -> bool:
-            run_local(
-                dirs,
-                cell_fn,
-                grid_dir / "_submitit",
-                params,
-                int(settings.get("max_parallel", 2)),
-                int(settings.get("max_num_timeout", 3)),
-                float(settings.get("poll_s", 1.0)),
-                on_submit=lambda d, job: record_jobs(grid_dir, "local", {d.name: job}),
-            )
-            return True
-
-        return submit_local
-    profile = load_profile(str(settings.get("profile") or ""))
-    params = slurm_parameters(profile, spec.resources, f"vidprune-{spec.name}")
-    if not sinfo_answers(float(settings.get("probe_timeout_s") or 5)):
-        raise ValueError(
-            "backend=slurm: `sinfo` does not answer (no SLURM controller reachable). Fix: run on a "
-            "login node, start one with slurm/single_node.sh up, or use backend=inline/local."
-        )
-    poll_s = float(settings.get("poll_s", 10))
-
-    def submit(dirs: list[Path], grid_dir: Path) -> bool:
-        submitted = submit_slurm(dirs, cell_fn, grid_dir / "_submitit", profile, params)
-        record_jobs(grid_dir, "slurm", submitted)
-        first, last = next(iter(submitted.values())), list(submitted.values())[-1]
-        print(
-            f"submitted {len(submitted)} cells to SLURM (jobs {first} … {last}); manifest "
-            f"{grid_dir / 'jobs.json'}"
-        )
-        if not cfg.get("wait"):
-            print(
-                f"check: python ablations/launch.py grid={spec.name} action=status "
-                f"results_root={grid_dir.parent}"
-            )
-            return False
-        wait_for(grid_dir, list(submitted), poll_s, stale_s)
-        return True
-
-    return submit
-
-
-def wait_for(grid_dir: Path, cell_ids: list[str], poll_s: float, stale_s: float) -> None:
-    """Block until none of the cells is queued or running (SLURM liveness from squeue)."""
-    while True:
-        live = live_jobs()
-        rows = [r for r in grid_states(grid_dir, live, stale_s) if r["cell_id"] in set(cell_ids)]
-        busy = [r for r in rows if r["state"] == RUNNING]
-        if not busy:
-            return
-        time.sleep(poll_s)
-
-
-def summarize(grid_dir: Path, ran: set[str], stale_s: float) -> int:
-    """Print the grid's counts and this run's failures; the number of this run's cells not done."""
-    rows = grid_states(grid_dir, grid_live_jobs(grid_dir), stale_s)
-    counts = dict.fromkeys(STATES, 0)
-    for row in rows:
-        counts[row["state"]] += 1
-    print(f"grid {grid_dir.name}: " + "  ".join(f"{k}={v}" for k, v in counts.items()))
-    bad = [r for r in rows if r["cell_id"] in ran and r["state"] != "done"]
-    for r in bad:
-        print(f"  {r['state']}: {r['name']} ({r['cell_id']}): {r['error']}")
-    return len(bad)

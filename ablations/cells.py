@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.grid import GridError, GridSpec, get_dotted, set_dotted
-from ablations.overrides import AXES, AXIS_KEYS
+from ablations.grid import GridError, GridSpec, flatten, get_dotted, set_dotted
+from ablations.overrides import AXIS_KEYS
 from core.config import ExperimentConfig
+from core.results import AXES, cell_block, plan_entry
 
+# NOTE: a name table, kept only until each fusion arch declares its short name itself (its
+# display metadata, `core.extensions`): then cell_name reads the arch's `short` instead.
 ARCH_ABBREV = {"joint_decoder": "jd", "cross_attention": "xattn", "mot": "mot", "moma": "moma"}
 
 
@@ -34,7 +37,9 @@ def cell_name(axes: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class Cell:
+class CellSpec:
+    """One planned cell: its validated config, id, readable name, axes and applied overrides."""
+
     cell_id: str
     name: str
     grid: str
@@ -46,22 +51,16 @@ class Cell:
     def frozen(self) -> dict[str, Any]:
         """What goes to config.yaml: the resolved sections plus the `cell` block."""
         out = self.config.to_dict()
-        out["cell"] = {
-            "cell_id": self.cell_id,
-            "grid": self.grid,
-            "name": self.name,
-            "axes": dict(self.axes),
-            "overrides": dict(self.overrides),
-        }
+        out["cell"] = cell_block(self.cell_id, self.grid, self.name, self.axes, self.overrides)
         return out
 
     def plan_entry(self) -> dict[str, Any]:
-        return {"cell_id": self.cell_id, "name": self.name, "axes": dict(self.axes)}
+        return plan_entry(self.cell_id, self.name, self.axes)
 
 
 @dataclass
 class Composer:
-    """Turns axis combinations of one grid into `Cell`s."""
+    """Turns axis combinations of one grid into `CellSpec`s."""
 
     spec: GridSpec
     base: dict[str, Any]  # resolved experiment sections (after Hydra: scale, arch, command line)
@@ -76,7 +75,7 @@ class Composer:
         """(sections, applied overrides) for one combination, not yet validated."""
         sections = copy.deepcopy(self.base)
         applied: dict[str, Any] = {}
-        for key, value in _flat(self.arch_config(axes["arch"])).items():
+        for key, value in flatten(self.arch_config(axes["arch"])).items():
             set_dotted(sections, key, copy.deepcopy(value))
         layers = [self.spec.fixed, self.spec.sets_for(axes)]
         layers.append({k: axes[a] for a, keys in AXIS_KEYS.items() for k in keys})
@@ -96,7 +95,7 @@ class Composer:
             data["data_root"] = str((self.data_root_base / root).resolve())
         return sections, applied
 
-    def compose(self, axes: Mapping[str, Any]) -> Cell | None:
+    def compose(self, axes: Mapping[str, Any]) -> CellSpec | None:
         """A validated cell, or None when an `unless` exclude rule drops it."""
         name = cell_name(axes)
         sections, applied = self.sections_for(axes)
@@ -109,7 +108,7 @@ class Composer:
             raise CellError(
                 f"grid {self.spec.name}, cell {name} (axes {dict(axes)}): {detail}"
             ) from exc
-        return Cell(
+        return CellSpec(
             cell_id=config.identity_hash(),
             name=name,
             grid=self.spec.name,
@@ -119,9 +118,9 @@ class Composer:
             steps=config.train.steps + config.train.caption_steps,
         )
 
-    def compose_all(self, max_errors: int = 8) -> list[Cell]:
+    def compose_all(self, max_errors: int = 8) -> list[CellSpec]:
         """Every cell of the grid; all invalid cells are reported together, before any work."""
-        cells: list[Cell] = []
+        cells: list[CellSpec] = []
         errors: list[str] = []
         for axes in self.spec.combinations(self.base_axes()):
             try:
@@ -140,7 +139,7 @@ class Composer:
                 + "\n  ".join(errors[:max_errors])
                 + more
             )
-        by_id: dict[str, Cell] = {}
+        by_id: dict[str, CellSpec] = {}
         for cell in cells:
             other = by_id.setdefault(cell.cell_id, cell)
             if other is not cell:
@@ -152,19 +151,9 @@ class Composer:
         return cells
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def flat_sections(frozen: Mapping[str, Any]) -> dict[str, Any]:
     """Dotted keys of the experiment sections of a frozen config (the `cell` block left out)."""
-    return _flat({k: v for k, v in frozen.items() if k != "cell"})
+    return flatten({k: v for k, v in frozen.items() if k != "cell"})
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

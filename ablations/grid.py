@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ablations.overrides import AXES, AXIS_KEYS
+from ablations.overrides import AXIS_KEYS
 from core.config.experiment import SECTIONS
+from core.results import AXES
 
 GRID_KEYS = (
     "name",
@@ -66,11 +67,12 @@ def coerce_axis(axis: str, value: Any, where: str) -> Any:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"steps": 5}} → {"train.steps": 5}; dotted keys pass through; lists are values."""
+    """{"train": {"steps": 5}} → {"train.steps": 5} at any depth; dotted keys pass through; lists
+    are values; an empty mapping sets nothing (overrides merge, they never clear a section)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):
             out.update(flatten(value, f"{full}."))
         else:
             out[full] = value

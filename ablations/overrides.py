@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config.experiment import SECTIONS
+from core.results import AXES
 
 # axis name → the experiment keys it sets (the first one is where its value is read back)
-AXIS_KEYS: dict[str, tuple[str, ...]] = {
+_KEYS = {
     "arch": ("fusion.arch",),
     "method": ("pruning.method",),
     "ratio": ("pruning.ratio",),
     "layer": ("pruning.prune_at",),
     "seed": ("train.seed", "pruning.seed"),
 }
-AXES = tuple(AXIS_KEYS)
+AXIS_KEYS: dict[str, tuple[str, ...]] = {axis: _KEYS[axis] for axis in AXES}
 # config groups whose choice pins an axis
 GROUP_AXES = {"arch": "arch"}
 

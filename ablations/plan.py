@@ -1,23 +1,29 @@
 """The plan of one launch: each cell's state in the results tree, what to run, and what it costs.
 
-Decisions: done → skip; running → skip (never two writers); new → run; incomplete → run (the
-runner resumes from its checkpoint); failed → run only with retry_failed; with force every
+Decisions: done → skip; running or pending → skip (never two writers); new → run; incomplete → run
+(the runner resumes from its checkpoint); failed → run only with retry_failed; with force every
 existing dir except running ones is moved to `_trash/` and run anew. An incomplete or failed cell
 whose frozen config differs from the new one is refused (naming the changed keys) unless force.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.cells import Cell, config_changes
-from ablations.jobs import local_pid, read_manifest, slurm_job_ids
-from ablations.state import DONE, FAILED, INCOMPLETE, NEW, RUNNING, STATES, classify, now_iso
-from core.io import read_yaml, write_json_atomic
+from ablations.cells import CellSpec, config_changes
+from core.efficiency.flops import analytic_flops
+from core.io import read_yaml
+from core.results import (
+    CONFIG_FILE,
+    STALE_S,
+    State,
+    classify_grid,
+    count_states,
+    format_counts,
+    write_plan,
+)
 
 
 class PlanError(ValueError):
@@ -26,7 +32,7 @@ class PlanError(ValueError):
 
 @dataclass
 class PlannedCell:
-    cell: Cell
+    cell: CellSpec
     state: str
     status: dict[str, Any] | None
     run: bool
@@ -45,57 +51,46 @@ class Plan:
     cells: list[PlannedCell] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        seen = Counter(c.state for c in self.cells)
-        return {s: seen.get(s, 0) for s in STATES}
+        return count_states(c.state for c in self.cells)
 
     def to_run(self) -> list[PlannedCell]:
         return [c for c in self.cells if c.run]
 
-    def plan_json(self) -> dict[str, Any]:
-        return {
-            "grid": self.grid,
-            "created": now_iso(),
-            "axes": {k: list(v) for k, v in self.axes.items()},
-            "cells": [c.cell.plan_entry() for c in self.cells],
-        }
-
     def write(self) -> Path:
-        return write_json_atomic(self.grid_dir / "plan.json", self.plan_json())
+        entries = [c.cell.plan_entry() for c in self.cells]
+        return write_plan(self.grid_dir, self.grid, self.axes, entries)
 
 
 def make_plan(
-    cells: list[Cell],
+    cells: list[CellSpec],
     grid_dir: Path,
     axes: dict[str, list[Any]],
     retry_failed: bool = False,
     force: bool = False,
     live_jobs: set[str] | None = None,
-    stale_s: float = 1800.0,
+    stale_s: float = STALE_S,
 ) -> Plan:
     """Classify every cell against the results tree and decide what runs."""
-    manifest = read_manifest(grid_dir)
     plan = Plan(grid=grid_dir.name, grid_dir=grid_dir, axes=axes)
+    found = classify_grid(grid_dir, [c.cell_id for c in cells], live_jobs, stale_s)
     changed: list[str] = []
     for cell in cells:
         cell_dir = grid_dir / cell.cell_id
-        job_ids = slurm_job_ids(manifest, cell.cell_id)
-        state, status = classify(
-            cell_dir, live_jobs, job_ids, stale_s, local_pid=local_pid(manifest, cell.cell_id)
-        )
-        if state == RUNNING:
-            run, reason = False, "running (not resubmitted)"
-        elif force and state != NEW:
+        state, status = found[cell.cell_id].state, found[cell.cell_id].status
+        if state in (State.RUNNING, State.PENDING):
+            run, reason = False, f"{state} (not resubmitted)"
+        elif force and state != State.NEW:
             run, reason = True, f"force (was {state})"
-        elif state == DONE:
+        elif state == State.DONE:
             run, reason = False, "done"
-        elif state == NEW:
+        elif state == State.NEW:
             run, reason = True, "new"
-        elif state == FAILED and not retry_failed:
+        elif state == State.FAILED and not retry_failed:
             run, reason = False, "failed (retry_failed=true re-runs it)"
         else:
-            run, reason = True, "resume" if state == INCOMPLETE else "retry"
-        if run and not force and state in (INCOMPLETE, FAILED):
-            diff = config_changes(read_yaml(cell_dir / "config.yaml"), cell.frozen())
+            run, reason = True, "resume" if state == State.INCOMPLETE else "retry"
+        if run and not force and state in (State.INCOMPLETE, State.FAILED):
+            diff = config_changes(read_yaml(cell_dir / CONFIG_FILE), cell.frozen())
             if diff:
                 changed.append(f"{cell.name} ({cell.cell_id}): " + "; ".join(diff[:6]))
         plan.cells.append(PlannedCell(cell, state, status, run, reason))
@@ -108,21 +103,16 @@ def make_plan(
     return plan
 
 
-def cost_estimate(cells: list[Cell]) -> dict[str, Any]:
-    """Training steps and analytic compute of the given cells (FLOPs when core.efficiency is here).
+def cost_estimate(cells: list[CellSpec]) -> dict[str, Any]:
+    """Training steps and analytic compute of the given cells.
 
     Training FLOPs ≈ 3 × forward FLOPs per clip × batch size × steps (backward ≈ 2 × forward)."""
     steps = sum(c.steps for c in cells)
     out: dict[str, Any] = {"cells": len(cells), "train_steps": steps}
-    try:
-        flops = importlib.import_module("core.efficiency.flops")
-    except ImportError:
-        out["flops"] = "unavailable (core.efficiency.flops does not import)"
-        return out
     total = 0.0
     per_clip: list[float] = []
     for c in cells:
-        gflops = float(flops.analytic_flops(c.config).total)
+        gflops = float(analytic_flops(c.config).total)
         per_clip.append(gflops)
         total += 3 * gflops * c.config.train.batch_size * c.steps
     out["fwd_gflops_per_clip_min"] = min(per_clip) if per_clip else 0.0
@@ -133,10 +123,8 @@ def cost_estimate(cells: list[Cell]) -> dict[str, Any]:
 
 def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -> str:
     """The dry-run text: counts, the cells to run, the cost."""
-    counts = plan.counts()
     lines = [
-        f"grid {plan.grid}: {len(plan.cells)} cells  "
-        + "  ".join(f"{k}={v}" for k, v in counts.items()),
+        f"grid {plan.grid}: {len(plan.cells)} cells  {format_counts(plan.counts())}",
         f"results: {plan.grid_dir}",
     ]
     todo = plan.to_run()
@@ -150,35 +138,16 @@ def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -
             )
         if len(todo) > max_rows:
             lines.append(f"  ... and {len(todo) - max_rows} more")
-    failed = [pc for pc in plan.cells if pc.state == FAILED and not pc.run]
+    failed = [pc for pc in plan.cells if pc.state == State.FAILED and not pc.run]
     for pc in failed[:max_rows]:
         lines.append(
             f"  failed, skipped: {pc.cell.name} ({pc.cell_id}): {(pc.status or {}).get('error')}"
         )
     if cost is not None:
-        text = f"cost: {cost['cells']} cells, {cost['train_steps']} train steps"
-        if "train_pflops" in cost:
-            text += (
-                f", ≈{cost['train_pflops']:.3g} PFLOPs of training "
-                f"({cost['fwd_gflops_per_clip_min']:.3g}–{cost['fwd_gflops_per_clip_max']:.3g}"
-                " fwd GFLOPs per clip)"
-            )
-        else:
-            text += f", FLOPs {cost['flops']}"
-        lines.append(text)
+        lines.append(
+            f"cost: {cost['cells']} cells, {cost['train_steps']} train steps, "
+            f"≈{cost['train_pflops']:.3g} PFLOPs of training "
+            f"({cost['fwd_gflops_per_clip_min']:.3g}–{cost['fwd_gflops_per_clip_max']:.3g}"
+            " fwd GFLOPs per clip)"
+        )
     return "\n".join(lines)
-
-
-__all__ = [
-    "DONE",
-    "FAILED",
-    "INCOMPLETE",
-    "NEW",
-    "RUNNING",
-    "Plan",
-    "PlanError",
-    "PlannedCell",
-    "cost_estimate",
-    "make_plan",
-    "render",
-]

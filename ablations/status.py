@@ -2,72 +2,85 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ablations.jobs import grid_live_jobs, local_pid, read_manifest, slurm_job_ids
-from ablations.state import FAILED, RUNNING, STATES, classify
+from ablations.jobs import grid_live_jobs
+from core.results import (
+    PLAN_FILE,
+    STALE_S,
+    State,
+    classify_grid,
+    count_states,
+    format_counts,
+    read_jobs,
+    read_plan,
+)
 
 
 def grid_states(
-    grid_dir: Path, live: set[str] | None = None, stale_s: float = 1800.0
+    grid_dir: Path, live: set[str] | None = None, stale_s: float = STALE_S
 ) -> list[dict[str, Any]]:
-    """One row per cell of the grid's plan.json: cell_id, name, state, step, attempts, job, error."""
-    plan_path = grid_dir / "plan.json"
-    if not plan_path.is_file():
+    """One row per cell of the grid's plan.json: cell_id, name, state, step, attempts, job, error
+    (the failure, or why a cell is incomplete)."""
+    plan = read_plan(grid_dir)
+    if plan is None:
         raise FileNotFoundError(
-            f"{plan_path}: no plan for grid {grid_dir.name}. Fix: launch it first "
-            f"(python ablations/launch.py grid={grid_dir.name}) or check results_root."
+            f"{grid_dir / PLAN_FILE}: no plan for grid {grid_dir.name}. Fix: launch it "
+            f"first (python ablations/launch.py grid={grid_dir.name}) or check results_root."
         )
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    manifest = read_manifest(grid_dir)
+    manifest = read_jobs(grid_dir)
+    found = classify_grid(grid_dir, [c["cell_id"] for c in plan["cells"]], live, stale_s, manifest)
     rows = []
-    for entry in plan.get("cells", []):
+    for entry in plan["cells"]:
         cell_id = entry["cell_id"]
-        state, status = classify(
-            grid_dir / cell_id,
-            live,
-            slurm_job_ids(manifest, cell_id),
-            stale_s,
-            local_pid=local_pid(manifest, cell_id),
-        )
-        job = (manifest["cells"].get(cell_id) or {}).get("job_id")
-        status = status or {}
+        cell = found[cell_id]
+        status = cell.status or {}
+        fine = cell.state in (State.DONE, State.RUNNING, State.PENDING)
         rows.append(
             {
                 "cell_id": cell_id,
                 "name": entry.get("name", ""),
-                "state": state,
+                "state": cell.state,
                 "step": status.get("step"),
                 "attempts": status.get("attempts"),
-                "job_id": job,
-                "error": status.get("error") if state == FAILED else None,
+                "job_id": (manifest["cells"].get(cell_id) or {}).get("job_id"),
+                "error": None if fine else cell.reason,
             }
         )
     return rows
 
 
-def print_status(grid_dir: Path, stale_s: float = 1800.0) -> dict[str, int]:
-    """Print counts and the not-done cells (failed ones with their reason); return the counts."""
+def print_status(grid_dir: Path, stale_s: float = STALE_S) -> dict[str, int]:
+    """Print counts and the not-done cells (with the reason); return the counts."""
     live = grid_live_jobs(grid_dir)
     rows = grid_states(grid_dir, live, stale_s)
-    counts = Counter(r["state"] for r in rows)
-    summary = {s: counts.get(s, 0) for s in STATES}
+    counts = count_states(r["state"] for r in rows)
     jobs = "squeue" if live is not None else "liveness from process ids and status times"
-    print(
-        f"grid {grid_dir.name}: {len(rows)} cells  "
-        + "  ".join(f"{k}={v}" for k, v in summary.items())
-        + f"  ({jobs})"
-    )
+    print(f"grid {grid_dir.name}: {len(rows)} cells  {format_counts(counts)}  ({jobs})")
     for r in rows:
-        if r["state"] == "done":
+        if r["state"] == State.DONE:
             continue
         extra = f"  error: {r['error']}" if r["error"] else ""
-        where = f" job {r['job_id']}" if r["job_id"] and r["state"] == RUNNING else ""
+        where = (
+            f" job {r['job_id']}"
+            if r["job_id"] and r["state"] in (State.RUNNING, State.PENDING)
+            else ""
+        )
         print(
             f"  {r['state']:<10} {r['cell_id']:<12} {r['name']:<28} step {r['step']}"
             f" attempts {r['attempts']}{where}{extra}"
         )
-    return summary
+    if any(r["state"] == State.FAILED for r in rows):
+        print("  (failed cells are skipped on re-launch; retry_failed=true runs them again)")
+    return counts
+
+
+def summarize(grid_dir: Path, ran: set[str], stale_s: float = STALE_S) -> int:
+    """Print the grid's counts and this run's cells that did not finish; how many there are."""
+    rows = grid_states(grid_dir, grid_live_jobs(grid_dir), stale_s)
+    print(f"grid {grid_dir.name}: {format_counts(count_states(r['state'] for r in rows))}")
+    bad = [r for r in rows if r["cell_id"] in ran and r["state"] != State.DONE]
+    for r in bad:
+        print(f"  {r['state']}: {r['name']} ({r['cell_id']}): {r['error']}")
+    return len(bad)

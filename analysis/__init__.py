@@ -1,5 +1,8 @@
-"""Results tree → pandas, seed aggregation, tables, Pareto frontiers and the grid report.
+"""Results tree → pandas, seed aggregation, labels from the data, tables, Pareto frontiers and the
+grid report.
 
-Reads files only (never imports core). Entry points: `analysis.load.load_results`,
-`analysis.aggregate.aggregate`, `analysis.report.write_grid_outputs` and `python -m analysis`.
+Reads files only, through core.results (standard library; never torch, never the model code), and
+never imports paper_figures (which builds on it). Entry points: `analysis.load.load_results`,
+`analysis.aggregate.aggregate`, `analysis.data.GridData`, `analysis.report.write_grid_outputs` and
+`python -m analysis`.
 """

@@ -1,7 +1,8 @@
 """Seeds → mean ± std per (grid, arch, method, ratio, layer), with Δ and speed-ups vs unpruned.
 
-The unpruned reference of a cell is the done cell with method "none" of the same grid, arch and seed
-(the same layer when several exist). Δ accuracy, speed-ups and memory ratio are computed per seed
+The unpruned reference of a cell is the done cell of the reference method (`display.method.
+is_reference`, see analysis.display) of the same grid, arch and seed (the same layer when several
+exist). Δ accuracy, speed-ups and memory ratio are computed per seed
 against that seed's reference and then averaged, so a group is compared with exactly its seed set.
 Only done cells enter a mean; the others are counted, named in `states` and `flag`, never averaged.
 """
@@ -13,12 +14,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.load import STATES
+from analysis.display import DISPLAY_COLUMNS, resolve_display
+from core.results import STATES, State
 
 GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer")
-REFERENCE_METHOD = "none"
-METHOD_ORDER = ("none", "random", "easy", "heuristic", "scorer", "oracle")
-ARCH_ORDER = ("joint_decoder", "cross_attention", "mot", "moma")
 
 BASE_METRICS = (
     "accuracy",
@@ -49,9 +48,9 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (reference
     train_step_s / cell's), speedup_gflops (reference total_gflops / cell's) and memory_ratio
     (cell peak_memory_mb / reference's); NaN where the cell or its reference is not done."""
-    out = cells.reset_index(drop=True).copy()
+    out = with_display(cells.reset_index(drop=True))
     ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
-    done_refs = out[(out["state"] == "done") & (out["method"] == REFERENCE_METHOD)]
+    done_refs = out[(out["state"] == State.DONE) & out["method_is_reference"]]
     refs = done_refs[["grid", "arch", "seed", "layer", *ref_cols]].rename(columns=ref_cols)
     keys = ["grid", "arch", "seed"]
     exact = refs.drop_duplicates([*keys, "layer"])
@@ -60,7 +59,7 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     matched = base.merge(exact, on=[*keys, "layer"], how="left").set_index("index")
     other = base.merge(fallback, on=keys, how="left").set_index("index")
     matched = matched.combine_first(other).reindex(out.index)
-    is_done = out["state"] == "done"
+    is_done = out["state"] == State.DONE
     for col in ("ref_cell_id", "ref_accuracy", *DERIVED):
         out[col] = np.nan
     out["ref_cell_id"] = matched["ref_cell_id"].where(is_done).astype(object)
@@ -80,6 +79,12 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_display(cells: pd.DataFrame) -> pd.DataFrame:
+    """`cells` with resolved display columns (as load_results gives them; also for frames built
+    by hand)."""
+    return cells.copy() if set(DISPLAY_COLUMNS) <= set(cells.columns) else resolve_display(cells)
+
+
 def metric_columns(cells: pd.DataFrame) -> list[str]:
     """Metrics to aggregate: the base set and derived ones (always, NaN when no cell has them, so
     downstream tables never miss a column) plus every per-question-type accuracy present."""
@@ -89,25 +94,28 @@ def metric_columns(cells: pd.DataFrame) -> list[str]:
 
 def aggregate(cells: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per group with n (done seeds), n_planned, per-state counts, `states`, `seeds`,
-    `flag`, and `<metric>_mean` / `<metric>_std` (sample std over done seeds; NaN when n < 2)."""
+    `flag`, the display columns, and `<metric>_mean` / `<metric>_std` (sample std over done
+    seeds; NaN when n < 2)."""
     if "delta_accuracy" not in cells.columns:
         cells = add_reference(cells)
+    cells = with_display(cells)
     metrics = list(metrics) if metrics is not None else metric_columns(cells)
     rows = []
     for key, members in cells.groupby(list(GROUP_KEYS), dropna=False, sort=False):
         rows.append(_group_row(dict(zip(GROUP_KEYS, key, strict=True)), members, metrics))
     agg = pd.DataFrame(rows)
     if agg.empty:
-        cols = [*GROUP_KEYS, "n", "n_planned", "state", "states", "seeds", "flag"]
+        cols = [*GROUP_KEYS, "n", "n_planned", "state", "states", "seeds", "flag", *DISPLAY_COLUMNS]
         return pd.DataFrame(columns=cols + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
     return sort_groups(agg)
 
 
 def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Order rows by grid, arch (canonical order), method (canonical order), ratio, layer."""
+    """Order rows by grid, arch (display order), method (display order), ratio, layer; keys
+    without an order come after the ordered ones, alphabetically."""
     key = frame.assign(
-        _arch=frame["arch"].map(lambda a: _rank(a, ARCH_ORDER)),
-        _method=frame["method"].map(lambda m: _rank(m, METHOD_ORDER)),
+        _arch=pd.to_numeric(frame.get("arch_order"), errors="coerce"),
+        _method=pd.to_numeric(frame.get("method_order"), errors="coerce"),
     )
     cols = ["grid", "_arch", "arch", "_method", "method", "ratio", "layer"]
     key = key.sort_values([c for c in cols if c in key.columns], na_position="last")
@@ -115,26 +123,27 @@ def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_state(counts: dict[str, int]) -> str:
-    """done (all seeds done), partial (some), or the non-done states joined, e.g. failed/missing."""
+    """done (all seeds done), partial (some), or the non-done states joined, e.g. new/failed."""
     planned = sum(counts.values())
-    done = counts.get("done", 0)
+    done = counts.get(State.DONE, 0)
     if planned and done == planned:
-        return "done"
+        return State.DONE
     if done:
         return "partial"
-    return "/".join(s for s in STATES if counts.get(s)) or "missing"
+    return "/".join(s for s in STATES if counts.get(s)) or "new"
 
 
 def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict:
     counts = {s: int((members["state"] == s).sum()) for s in STATES}
-    done = members[members["state"] == "done"]
+    done = members[members["state"] == State.DONE]
     row = dict(key)
+    row.update({col: members[col].iloc[0] for col in DISPLAY_COLUMNS})
     row.update(n=len(done), n_planned=len(members), **{f"n_{s}": counts[s] for s in STATES})
     row["state"] = group_state(counts)
     row["states"] = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     row["seeds"] = ",".join(str(s) for s in sorted(done["seed"].dropna().tolist()))
     row["n_ref"] = int(done["delta_accuracy"].notna().sum()) if "delta_accuracy" in done else 0
-    row["flag"] = _flag(members, done, counts, row["n_ref"], key["method"])
+    row["flag"] = _flag(members, done, counts, row["n_ref"], row["method_is_reference"])
     for m in metrics:
         values = pd.to_numeric(done[m], errors="coerce") if m in done else pd.Series(dtype=float)
         row[f"{m}_mean"] = values.mean() if values.notna().any() else np.nan
@@ -143,17 +152,13 @@ def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict
 
 
 def _flag(
-    members: pd.DataFrame, done: pd.DataFrame, counts: dict[str, int], n_ref: int, method: str
+    members: pd.DataFrame, done: pd.DataFrame, counts: dict[str, int], n_ref: int, is_ref: bool
 ) -> str:
-    notes = [f"{n} {s}" for s, n in counts.items() if s != "done" and n]
-    if len(done) and n_ref < len(done) and method != REFERENCE_METHOD:
+    notes = [f"{n} {s}" for s, n in counts.items() if s != State.DONE and n]
+    if len(done) and n_ref < len(done) and not is_ref:
         notes.append(f"no done reference for {len(done) - n_ref} seed(s)")
     if "config_mismatch" in members:
         mism = sorted({c for v in done["config_mismatch"].dropna() for c in str(v).split(",") if c})
         if mism:
             notes.append(f"config differs across seeds: {', '.join(mism)}")
     return "; ".join(notes)
-
-
-def _rank(value: object, order: Sequence[str]) -> int:
-    return order.index(value) if value in order else len(order)

@@ -1,8 +1,9 @@
 """Results tree → one pandas row per planned cell, plus a `LoadReport` of everything not done.
 
-A cell is known from `plan.json` and from its folder; the union is loaded so that a planned cell with
-no folder shows up as "missing" and a folder the plan no longer lists is kept (and reported). Cells
-that are not done keep NaN metrics and their state/reason: nothing is dropped silently.
+A cell is known from `plan.json` and from its folder; the union is loaded so that a planned cell
+with no folder shows up as "new" and a folder the plan no longer lists is kept (and reported). Each
+cell's state is `core.results.classify`, the launcher's own rule. Cells that are not done keep NaN
+metrics and their state/reason: nothing is dropped silently. The format: docs/results_format.md.
 """
 
 from __future__ import annotations
@@ -10,50 +11,32 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-AXES = ("arch", "method", "ratio", "layer", "seed")
-STATES = ("done", "failed", "running", "pending", "incomplete", "missing")
-CELL_FILES = ("result.json", "status.json", "config.yaml")
-
-# Fields result.json must carry (results_format.md); absent ones are reported as a partial result.
-REQUIRED_METRICS = ("accuracy", "chance", "train_loss", "eval_samples")
-REQUIRED_EFFICIENCY = (
-    "vision_tokens_llm",
-    "vision_tokens_full",
-    "kept_fraction",
-    "total_gflops",
-    "train_step_s",
-    "peak_memory_mb",
+from analysis.display import display_columns, resolve_display
+from core.results import (
+    AXES,
+    EXPECTED_EFFICIENCY,
+    EXPECTED_METRICS,
+    METRICS_FILE,
+    PLAN_FILE,
+    RUNTIME_KEYS,
+    STALE_S,
+    STATES,
+    ResultsError,
+    State,
+    cell_dirs,
+    classify_grid,
+    count_states,
+    list_grids,
+    read_cell_block,
+    read_jobs,
+    read_plan,
 )
-
-# Config keys allowed to differ between the seeds of one group: seeds themselves and where/how a
-# cell ran (a copy of core.config.experiment.RUNTIME_KEYS: analysis must run without core or torch;
-# tests/test_analysis_report.py enforces that).
-RUNTIME_KEYS = frozenset(
-    {
-        "data.data_root",
-        "data.num_workers",
-        "train.device",
-        "train.num_threads",
-        "train.log_every",
-        "train.checkpoint_every",
-        "logging.wandb",
-        "logging.project",
-        "logging.entity",
-        "logging.group",
-        "logging.job_type",
-        "logging.tags",
-    }
-)
-
-STALE_RUNNING_H = 6.0
 
 BASE_COLUMNS = (
     "grid",
@@ -119,22 +102,13 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def list_grids(root: str | Path) -> list[str]:
-    """Grid folders under a results root: those with a plan.json or at least one cell folder."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(
-        d.name
-        for d in root.iterdir()
-        if d.is_dir() and not d.name.startswith(("_", ".")) and _looks_like_grid(d)
-    )
-
-
 def load_results(
-    root: str | Path, grids: str | list[str] | tuple[str, ...] | None = None
+    root: str | Path,
+    grids: str | list[str] | tuple[str, ...] | None = None,
+    stale_s: float = STALE_S,
 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Load one grid, several grids, or (grids=None) every grid under `root`."""
+    """Load one grid, several grids, or (grids=None) every grid under `root`; `stale_s` is the
+    heartbeat of running cells whose job cannot be checked (as the launcher's `stale_min`)."""
     root = Path(root)
     report = LoadReport(root=root)
     if not root.is_dir():
@@ -157,22 +131,23 @@ def load_results(
             )
             continue
         report.grids.append(grid)
-        grid_rows = _load_grid(root / grid, report)
-        report.counts[grid] = dict(Counter(r["state"] for r in grid_rows))
+        grid_rows = _load_grid(root / grid, report, stale_s)
+        counts = count_states(r["state"] for r in grid_rows)
+        report.counts[grid] = {state: n for state, n in counts.items() if n}
         rows.extend(grid_rows)
     if len(report.grids) > 1:
         report.messages.append(
             f"{len(report.grids)} grids loaded together ({', '.join(report.grids)}); "
             "aggregation keeps them apart by the `grid` column"
         )
-    return _frame(rows), report
+    return resolve_display(_frame(rows), report.messages), report
 
 
 def load_history(root: str | Path, grid: str) -> pd.DataFrame:
     """metrics.jsonl of every cell of a grid as one long frame (cell_id, step, phase, metrics...)."""
     rows = []
-    for cell_dir in sorted(p for p in (Path(root) / grid).iterdir() if _is_cell_dir(p)):
-        path = cell_dir / "metrics.jsonl"
+    for cell_dir in cell_dirs(Path(root) / grid):
+        path = cell_dir / METRICS_FILE
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
@@ -188,31 +163,37 @@ def load_history(root: str | Path, grid: str) -> pd.DataFrame:
 # ---- one grid ----------------------------------------------------------------------------------
 
 
-def _load_grid(grid_dir: Path, report: LoadReport) -> list[dict[str, Any]]:
+def _load_grid(grid_dir: Path, report: LoadReport, stale_s: float) -> list[dict[str, Any]]:
     grid = grid_dir.name
     plan = _read_plan(grid_dir, report)
     planned = {c["cell_id"]: c for c in plan}
-    dirs = {
-        p.name: p
-        for p in grid_dir.iterdir()
-        if _is_cell_dir(p) or (p.is_dir() and p.name in planned)
-    }
+    try:
+        manifest = read_jobs(grid_dir)
+    except ResultsError as exc:
+        report.messages.append(f"{exc}; liveness from status times only")
+        manifest = {"cells": {}}
+    found_dirs = {p.name for p in cell_dirs(grid_dir)}
+    cell_ids = [*planned, *sorted(found_dirs - set(planned))]
+    states = classify_grid(grid_dir, cell_ids, None, stale_s, manifest)
     rows = []
-    for cell_id in [*planned, *sorted(set(dirs) - set(planned))]:
-        entry = planned.get(cell_id, {})
-        row = _empty_row(grid, cell_id, entry)
+    for cell_id in cell_ids:
+        row = _empty_row(grid, cell_id, planned.get(cell_id, {}))
         row["in_plan"] = cell_id in planned
-        if cell_id in dirs:
-            _fill_from_dir(row, dirs[cell_id], report)
-            if not row["in_plan"] and plan:
-                report.messages.append(
-                    f"{grid}/{cell_id} ({row['name']}): folder not in plan.json (from an earlier "
-                    "plan?); loaded with its own axes"
-                )
-        else:
-            row["state"] = "missing"
-            row["error"] = "planned but no cell folder (never launched or folder removed)"
-        if row["state"] != "done":
+        cell_dir = grid_dir / cell_id
+        cell = states[cell_id]
+        row["state"] = cell.state
+        row["error"] = None if cell.state == State.DONE else cell.reason
+        report.messages.extend(f"{grid}/{cell_id}: {problem}" for problem in cell.problems)
+        if cell_dir.is_dir():
+            _fill_from_dir(row, cell_dir, cell.status or {})
+        if cell.result is not None:
+            _fill_from_result(row, cell.result, report)
+        if not row["in_plan"] and plan:
+            report.messages.append(
+                f"{grid}/{cell_id} ({row['name']}): folder not in plan.json (from an earlier "
+                "plan?); loaded with its own axes"
+            )
+        if row["state"] != State.DONE:
             report.notes.append(
                 CellNote(grid, cell_id, str(row["name"]), row["state"], str(row["error"] or ""))
             )
@@ -226,23 +207,20 @@ def _load_grid(grid_dir: Path, report: LoadReport) -> list[dict[str, Any]]:
 
 
 def _read_plan(grid_dir: Path, report: LoadReport) -> list[dict[str, Any]]:
-    path = grid_dir / "plan.json"
-    if not path.is_file():
-        report.messages.append(f"{path}: no plan.json; missing cells cannot be detected")
-        return []
     try:
-        plan = json.loads(path.read_text())
-        cells = plan["cells"]
-        if not all(isinstance(c, dict) and "cell_id" in c for c in cells):
-            raise ValueError("every entry of cells needs a cell_id")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        report.messages.append(f"{path}: unreadable plan ({exc}); using cell folders only")
+        plan = read_plan(grid_dir)
+    except ResultsError as exc:
+        report.messages.append(f"{exc}; using cell folders only")
+        return []
+    if plan is None:
+        report.messages.append(f"{grid_dir / PLAN_FILE}: no plan.json; new cells cannot be seen")
         return []
     if plan.get("grid") not in (None, grid_dir.name):
         report.messages.append(
-            f"{path}: plan says grid {plan.get('grid')!r} but lives in folder {grid_dir.name!r}"
+            f"{grid_dir / PLAN_FILE}: plan says grid {plan.get('grid')!r} but lives in folder "
+            f"{grid_dir.name!r}"
         )
-    return cells
+    return plan["cells"]
 
 
 def _empty_row(grid: str, cell_id: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -252,43 +230,15 @@ def _empty_row(grid: str, cell_id: str, entry: dict[str, Any]) -> dict[str, Any]
     return row
 
 
-def _fill_from_dir(row: dict[str, Any], cell_dir: Path, report: LoadReport) -> None:
+def _fill_from_dir(row: dict[str, Any], cell_dir: Path, status: dict[str, Any]) -> None:
     row["cell_dir"] = str(cell_dir)
-    tag = f"{row['grid']}/{row['cell_id']}"
-    status = _read_json(cell_dir / "status.json", report, tag) or {}
-    for key in ("error", "failed_step", "attempts", "step", "updated"):
+    for key in ("failed_step", "attempts", "step", "updated"):
         row[key] = status.get(key)
     if any(row[a] is None for a in AXES) or row["name"] == row["cell_id"]:
-        cell = _cell_block(cell_dir)
+        cell = read_cell_block(cell_dir)
         _set_axes(row, cell.get("axes") or {})
         if row["name"] == row["cell_id"] and cell.get("name"):
             row["name"] = str(cell["name"])
-    result_path = cell_dir / "result.json"
-    if result_path.is_file():
-        result = _read_json(result_path, report, tag)
-        if isinstance(result, dict):
-            _fill_from_result(row, result, report)
-            row["state"] = "done"
-            return
-        row["state"] = "incomplete"
-        row["error"] = "result.json exists but is unreadable (see messages)"
-        return
-    state = status.get("state")
-    if state in ("failed", "running", "pending"):
-        row["state"] = state
-        if state == "failed" and not row["error"]:
-            row["error"] = "failed (status.json gives no reason)"
-        if state == "running":
-            row["error"] = _running_note(status)
-        if state == "pending":
-            row["error"] = "pending: submitted, not started yet"
-    else:
-        row["state"] = "incomplete"
-        row["error"] = (
-            "status says done but result.json is absent"
-            if state == "done"
-            else "cell folder without status.json or result.json (never started?)"
-        )
 
 
 def _fill_from_result(row: dict[str, Any], result: dict[str, Any], report: LoadReport) -> None:
@@ -310,6 +260,7 @@ def _fill_from_result(row: dict[str, Any], result: dict[str, Any], report: LoadR
         )
     row["name"] = result.get("name") or row["name"]
     row["_config"] = result.get("config") or {}
+    row.update(display_columns(result.get("display")))
     for section in ("metrics", "efficiency", "hardware", "timing"):
         values = result.get(section)
         if not isinstance(values, dict):
@@ -319,7 +270,7 @@ def _fill_from_result(row: dict[str, Any], result: dict[str, Any], report: LoadR
     for key in ("git_commit", "finished"):
         if key in result:
             row[key] = result[key]
-    absent = [k for k in (*REQUIRED_METRICS, *REQUIRED_EFFICIENCY) if row.get(k) is None]
+    absent = [k for k in (*EXPECTED_METRICS, *EXPECTED_EFFICIENCY) if row.get(k) is None]
     if absent:
         report.messages.append(f"{tag}: partial result.json, no {', '.join(absent)} (left NaN)")
 
@@ -351,45 +302,6 @@ def _set_axes(row: dict[str, Any], axes: dict[str, Any], overwrite: bool = False
                 row[axis] = cast(axes[axis])
             except (TypeError, ValueError):
                 row[axis] = axes[axis]
-
-
-def _cell_block(cell_dir: Path) -> dict[str, Any]:
-    """The `cell` block of config.yaml ({cell_id, grid, name, axes, overrides}), or {}."""
-    path = cell_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        return {}
-    cell = cfg.get("cell") if isinstance(cfg, dict) else None
-    return cell if isinstance(cell, dict) else {}
-
-
-def _read_json(path: Path, report: LoadReport, tag: str) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        report.messages.append(f"{tag}: {path.name} is not valid JSON ({exc})")
-        return None
-
-
-def _running_note(status: dict[str, Any]) -> str:
-    note = f"running at step {status.get('step', '?')}"
-    try:
-        updated = datetime.fromisoformat(str(status["updated"]))
-    except (KeyError, ValueError):
-        return note
-    if updated.tzinfo is None:
-        updated = updated.replace(tzinfo=UTC)
-    hours = (datetime.now(UTC) - updated).total_seconds() / 3600
-    if hours > STALE_RUNNING_H:
-        note += f"; last update {hours:.1f} h ago (stale: job dead? re-launch to resume)"
-    return note
 
 
 def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadReport) -> None:
@@ -445,15 +357,3 @@ def _same(a: Any, b: Any) -> bool:
         except (TypeError, ValueError):
             return False
     return a == b
-
-
-def _is_cell_dir(path: Path) -> bool:
-    return (
-        path.is_dir()
-        and not path.name.startswith(("_", "."))
-        and any((path / f).is_file() for f in CELL_FILES)
-    )
-
-
-def _looks_like_grid(path: Path) -> bool:
-    return (path / "plan.json").is_file() or any(_is_cell_dir(p) for p in path.iterdir())

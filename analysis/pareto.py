@@ -1,8 +1,10 @@
 """Pareto frontiers of accuracy against cost (GFLOPs, lower is better) or speed-up (higher is better).
 
 A point is on the frontier when no other point is at least as good on both axes and strictly better
-on one. Frontiers are computed per (grid, arch) over the aggregated groups that have done seeds;
-methods in NOT_ON_FRONTIER (ground-truth upper bounds) are left out.
+on one; costs within `X_RTOL` of each other count as equal (two reducers of the same kept-token
+budget differ by their scoring cost only, a near-tie that must not put the less accurate one on the
+frontier). Frontiers are computed per (grid, arch) over the aggregated groups that have done seeds;
+methods whose display metadata says `uses_ground_truth` (upper bounds) are left out.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Methods that need ground truth are upper bounds, not options: drawn, but never on a frontier.
-NOT_ON_FRONTIER = ("oracle",)
-
+# Relative x difference below which two points count as equally cheap / fast.
+X_RTOL = 1e-3
 FRONTIERS = {
     # name: (x column, x is better when larger)
     "gflops": ("total_gflops_mean", False),
@@ -20,7 +21,9 @@ FRONTIERS = {
 }
 
 
-def pareto_mask(x: np.ndarray, y: np.ndarray, maximize_x: bool) -> np.ndarray:
+def pareto_mask(
+    x: np.ndarray, y: np.ndarray, maximize_x: bool, x_rtol: float = X_RTOL
+) -> np.ndarray:
     """Boolean mask of non-dominated points (y always maximised); NaN points are never on it."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -30,7 +33,8 @@ def pareto_mask(x: np.ndarray, y: np.ndarray, maximize_x: bool) -> np.ndarray:
     for i in np.flatnonzero(valid):
         others = valid.copy()
         others[i] = False
-        tx, ty = _tol(xs[i]), _tol(y[i])  # means over seeds differ in the last bits
+        tx = max(_tol(xs[i]), x_rtol * abs(xs[i]))
+        ty = _tol(y[i])  # means over seeds differ in the last bits
         dominated = (
             (xs[others] >= xs[i] - tx)
             & (y[others] >= y[i] - ty)
@@ -58,10 +62,17 @@ def add_frontiers(agg: pd.DataFrame, by: tuple[str, ...] = ("grid", "arch")) -> 
 
 
 def frontier_mask(part: pd.DataFrame, name: str) -> np.ndarray:
-    """Frontier membership of the rows of one (grid, arch) part; NOT_ON_FRONTIER methods excluded."""
+    """Frontier membership of the rows of one (grid, arch) part; ground-truth methods excluded."""
     xcol, maximize = FRONTIERS[name]
-    eligible = ~part["method"].isin(NOT_ON_FRONTIER).to_numpy()
+    eligible = ~uses_ground_truth(part)
     x = np.where(eligible, pd.to_numeric(part[xcol], errors="coerce").to_numpy(float), np.nan)
     return pareto_mask(
         x, pd.to_numeric(part["accuracy_mean"], errors="coerce").to_numpy(float), maximize
     )
+
+
+def uses_ground_truth(part: pd.DataFrame) -> np.ndarray:
+    """Which rows belong to a method that reads ground truth (never on a frontier)."""
+    if "method_uses_ground_truth" not in part:
+        return np.zeros(len(part), dtype=bool)
+    return np.array([v == v and bool(v) for v in part["method_uses_ground_truth"]], dtype=bool)

@@ -1,8 +1,9 @@
-"""Everything for one grid in one call: tables (CSV/Markdown/LaTeX), figures (PDF/PNG), the load
-report, a per-cell CSV and a single self-contained HTML report (figures embedded as base64 PNG).
+"""Everything for one grid in one call: tables (CSV/Markdown/LaTeX), the load report, a per-cell
+CSV, figures when a figure maker is given (PDF/PNG), and a single self-contained HTML report
+(figures embedded as base64 PNG).
 
-`write_grid_outputs(results_root, grid, out_dir)` is what the launcher calls after a run and what
-`python -m analysis` calls per grid.
+Figures belong to paper_figures, which depends on analysis and never the reverse: the report
+receives them as a `FigureMaker` (paper_figures.report passes its figure registry).
 """
 
 from __future__ import annotations
@@ -10,20 +11,35 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.load import STATES, LoadReport, list_grids, load_results
+from analysis.data import GridData
+from analysis.load import LoadReport, load_results
 from analysis.tables import efficiency_table, pareto_table, qtype_table, write_tables
+from core.results import ANALYSIS_DIR, STATES, State, list_grids
 
 HARDWARE_COLUMNS = ("device", "device_name", "threads", "torch", "hostname")
 
 
+@dataclass
+class FigureOutcome:
+    """What a figure maker did: files per figure made, the reason per figure skipped."""
+
+    made: dict[str, list[Path]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+# (grid data, output folder, log) → outcome
+FigureMaker = Callable[[GridData, Path, Callable[[str], None]], FigureOutcome]
+
+
 def default_out_dir(results_root: str | Path, grid: str) -> Path:
     """<results>/<grid>/_analysis: next to the cells; the leading '_' marks it as not a cell."""
-    return Path(results_root) / grid / "_analysis"
+    return Path(results_root) / grid / ANALYSIS_DIR
 
 
 def write_grid_outputs(
@@ -31,16 +47,13 @@ def write_grid_outputs(
     grid: str,
     out_dir: str | Path | None = None,
     *,
-    figures: bool = True,
+    figures: FigureMaker | None = None,
     wandb_path: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write all outputs of `grid` into out_dir (default: default_out_dir) and return name → path
     (keys like 'efficiency_md', 'figure_accuracy_vs_ratio_png', 'cells_csv', 'load_report', 'html').
     Raises FileNotFoundError naming the available grids when the grid does not exist."""
-    from paper_figures.data import GridData
-    from paper_figures.make_all import make_grid_figures
-
     root = Path(results_root)
     available = list_grids(root)
     if grid not in available:
@@ -53,7 +66,7 @@ def write_grid_outputs(
     cells, report = load_results(root, grid)
     if wandb_path:
         cells = _join_wandb(cells, report, wandb_path, grid)
-    data = GridData.from_cells(root, grid, cells)
+    data = GridData.from_cells(root, grid, cells, report.messages)
 
     paths = write_tables(data.agg, out / "tables", title=grid)
     paths["cells_csv"] = out / "tables" / "cells.csv"
@@ -63,8 +76,8 @@ def write_grid_outputs(
 
     figure_pngs: dict[str, Path] = {}
     skipped: dict[str, str] = {}
-    if figures:
-        outcome = make_grid_figures(data, out / "figures", log)
+    if figures is not None:
+        outcome = figures(data, out / "figures", log)
         skipped = outcome.skipped
         for name, files in outcome.made.items():
             for f in files:
@@ -73,7 +86,9 @@ def write_grid_outputs(
                     figure_pngs[name] = f
     paths["html"] = out / "report.html"
     paths["html"].write_text(
-        render_html(grid, root, data.agg, data.cells, report, figure_pngs, skipped, figures)
+        render_html(
+            grid, root, data.agg, data.cells, report, figure_pngs, skipped, figures is not None
+        )
     )
     return paths
 
@@ -194,7 +209,7 @@ def _state_counts(report: LoadReport, grid: str) -> str:
 
 
 def _problem_cells(cells: pd.DataFrame) -> str:
-    bad = cells[cells["state"] != "done"]
+    bad = cells[cells["state"] != State.DONE]
     if bad.empty:
         return "<p>every planned cell is done</p>"
     cols = [
@@ -217,7 +232,7 @@ def _problem_cells(cells: pd.DataFrame) -> str:
 
 def _hardware(cells: pd.DataFrame) -> str:
     cols = [c for c in HARDWARE_COLUMNS if c in cells]
-    done = cells[cells["state"] == "done"]
+    done = cells[cells["state"] == State.DONE]
     if not cols or done.empty:
         return "<p class='muted'>no done cells</p>"
     table = done[cols].astype(str).value_counts().reset_index(name="cells")

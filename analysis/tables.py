@@ -1,8 +1,8 @@
 """Efficiency–accuracy, Pareto and per-question-type tables as CSV, Markdown and LaTeX (booktabs).
 
 CSV files hold the numbers (means, stds, counts, states); Markdown and LaTeX hold the formatted text
-a reader sees, where groups without done seeds show their state ("missing", "failed", ...) and
-groups with some seeds not done show e.g. "2/3 (1 failed)".
+a reader sees, where groups without done seeds show their state ("new", "failed", ...) and groups
+with some seeds not done show e.g. "2/3 (1 failed)". Method names are the cells' display labels.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.aggregate import GROUP_KEYS
+from analysis.aggregate import GROUP_KEYS, with_display
 from analysis.pareto import add_frontiers
 
-METHOD_LABELS = {"scorer": "scorer (STTS)"}
 DASH = "–"
 
 EFFICIENCY_NUMERIC = (
@@ -78,18 +77,30 @@ def _value_or_state(row: pd.Series, text: str) -> str:
     return text if row["n"] > 0 else str(row["state"])
 
 
+def _layer_text(row: pd.Series) -> str:
+    """The ViT block pruned after: meaningless for the reference and for reducers outside the ViT."""
+    stage = row.get("method_stage")
+    outside_vit = isinstance(stage, str) and stage != "in_vit"
+    if row["method_is_reference"] or outside_vit or not _ok(row["layer"]):
+        return DASH
+    return str(int(row["layer"]))
+
+
 def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
+    agg = with_display(agg)
     cols = {}
     if agg["grid"].nunique() > 1:
         cols["Grid"] = agg["grid"]
     cols["Arch"] = agg["arch"].astype(str)
-    cols["Method"] = agg["method"].map(lambda m: METHOD_LABELS.get(m, str(m)))
+    cols["Method"] = agg["method_label"].astype(str)
     cols["Ratio"] = agg["ratio"].map(lambda r: f"{r:g}" if _ok(r) else DASH)
-    cols["Layer"] = agg.apply(
-        lambda r: DASH if r["method"] == "none" or not _ok(r["layer"]) else str(int(r["layer"])),
-        axis=1,
-    )
+    cols["Layer"] = agg.apply(_layer_text, axis=1)
     return pd.DataFrame(cols, index=agg.index)
+
+
+def _with_ratio(value: float, ratio: float, digits: int) -> str:
+    """'3.97 (1.61×)': a value and its ratio to the reference (omitted when undefined)."""
+    return fmt_num(value, digits) + (f" ({fmt_num(ratio, 2, '×')})" if _ok(ratio) else "")
 
 
 # ---- the tables -----------------------------------------------------------------------------------
@@ -111,28 +122,12 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     shown["Vision tokens"] = agg["vision_tokens_llm_mean"].map(lambda v: fmt_num(v, 0))
     shown["GFLOPs"] = agg.apply(
-        lambda r: (
-            fmt_num(r["total_gflops_mean"], 2)
-            + (
-                f" ({fmt_num(r['speedup_gflops_mean'], 2, '×')})"
-                if _ok(r["speedup_gflops_mean"])
-                else ""
-            )
-        ),
-        axis=1,
+        lambda r: _with_ratio(r["total_gflops_mean"], r["speedup_gflops_mean"], 2), axis=1
     )
     shown["Step (s)"] = agg["train_step_s_mean"].map(lambda v: fmt_num(v, 3))
     shown["Speed-up"] = agg["speedup_step_mean"].map(lambda v: fmt_num(v, 2, "×"))
     shown["Memory (MB)"] = agg.apply(
-        lambda r: (
-            fmt_num(r["peak_memory_mb_mean"], 0)
-            + (
-                f" ({fmt_num(r['memory_ratio_mean'], 2, '×')})"
-                if _ok(r["memory_ratio_mean"])
-                else ""
-            )
-        ),
-        axis=1,
+        lambda r: _with_ratio(r["peak_memory_mb_mean"], r["memory_ratio_mean"], 0), axis=1
     )
     return shown.reset_index(drop=True), numeric.reset_index(drop=True)
 

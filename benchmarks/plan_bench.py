@@ -25,6 +25,7 @@ from ablations import app, hydra_conf  # noqa: E402
 from ablations.overrides import read_command_line  # noqa: E402
 from ablations.plan import make_plan  # noqa: E402
 from core.io import write_json_atomic, write_yaml_atomic  # noqa: E402
+from core.results import write_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "plan.md"
 OVERRIDES = [
@@ -60,7 +61,10 @@ def fill_tree(grid_dir: Path, cells: list, every: int = 4) -> dict[str, int]:
         }
         if state == "done":
             status["state"] = "done"
-            write_json_atomic(cell_dir / "result.json", {"cell_id": cell.cell_id})
+            blocks = ("axes", "config", "metrics", "efficiency", "hardware", "timing")
+            result = {"cell_id": cell.cell_id, "grid": cell.grid, "name": cell.name}
+            result |= {"git_commit": "bench", "finished": "2000-01-01T00:00:00+00:00"}
+            write_result(cell_dir, result | {b: {} for b in blocks})
         write_json_atomic(cell_dir / "status.json", status)
         counts[state] += 1
     return counts

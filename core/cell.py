@@ -23,13 +23,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import RUNTIME_KEYS, ExperimentConfig
+from core.config import ExperimentConfig
 from core.data import build_dataset, build_tokenizer, collate, prepare_data
 from core.diagnostics import save_keep_example
 from core.efficiency import analytic_flops, hardware_info, peak_memory_info
 from core.efficiency.side_by_side import compare_interleaved
-from core.io import read_json, read_yaml, write_json_atomic
+from core.io import read_yaml
 from core.models.vlm import VideoVLM
+from core.results import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    DIAGNOSTICS_DIR,
+    METRICS_FILE,
+    RUNTIME_KEYS,
+    CellStatus,
+    read_result,
+    write_result,
+)
 from core.training.batches import eval_loader, to_device
 from core.training.checkpoint import (
     load_checkpoint,
@@ -39,10 +49,9 @@ from core.training.checkpoint import (
 )
 from core.training.distributed import DistInfo, init_distributed
 from core.training.evaluate import chance_level, evaluate
-from core.training.logger import METRICS_FILE, RunLogger, drop_train_rows_after, make_logger
+from core.training.logger import RunLogger, drop_train_rows_after, make_logger
 from core.training.schedule import build_optimizer, build_scheduler
 from core.training.seeding import seed_everything
-from core.training.status import CellStatus
 from core.training.trainer import (
     NonFiniteLoss,
     TaskSegment,
@@ -52,10 +61,7 @@ from core.training.trainer import (
     train,
 )
 
-CONFIG_FILE = "config.yaml"
-RESULT_FILE = "result.json"
-CHECKPOINT = "checkpoints/last.pt"
-DIAGNOSTICS = "diagnostics"
+CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,14 +153,14 @@ class CellRun:
         self.state = TrainState()
 
     def run(self) -> dict[str, Any]:
-        result_path = self.dir / RESULT_FILE
-        if result_path.exists():
-            return read_json(result_path)
+        finished = read_result(self.dir)  # a torn or invalid result.json is not done: rerun
+        if finished is not None:
+            return finished
         dist = init_distributed()
         status = CellStatus(self.dir) if dist.rank == 0 else None
         if status:
             status.start()
-            remove_temp_files(self.dir / "checkpoints")  # of a writer killed mid-write
+            remove_temp_files(self.dir / CHECKPOINT_DIR)  # of a writer killed mid-write
         try:
             return self._run(dist, status)
         except NonFiniteLoss as exc:
@@ -193,7 +199,7 @@ class CellRun:
         timing["wall_s"] = time.perf_counter() - started
         result = self.result(metrics, efficiency, timing, device, status)
         logger.summary({**metrics, **efficiency})
-        write_json_atomic(self.dir / RESULT_FILE, result)
+        write_result(self.dir, result)
         if status:
             status.finish(self.state.step)
         logger.finish()
@@ -241,7 +247,7 @@ class CellRun:
 
     def resume(self, model: nn.Module, optimisation: Optimisation) -> None:
         """Continue from the cell's last good checkpoint; refuse one made under another config."""
-        found = load_latest_checkpoint(self.dir / "checkpoints")
+        found = load_latest_checkpoint(self.dir / CHECKPOINT_DIR)
         if found is None:
             return
         _, ck = found
@@ -421,7 +427,7 @@ class CellRun:
             model,
             sample,
             to_device(collate([sample]), device),
-            self.dir / DIAGNOSTICS,
+            self.dir / DIAGNOSTICS_DIR,
             self.cfg.data.pixel_mean,
             self.cfg.data.pixel_std,
             self.cfg.pruning.method,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.data import GridData
 from paper_figures._frontier import draw_frontier_figure
-from paper_figures.data import GridData
 
 NAME = "accuracy_vs_gflops"
 

@@ -5,25 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from paper_figures.data import (
-    GridData,
-    SkipFigure,
-    kept_fraction,
-    mark_partial,
-    most_covered,
-    pct,
-)
-from paper_figures.style import (
-    figure_legend,
-    method_sort_key,
-    method_style,
-    new_figure,
-    paper_style,
-    save,
-    set_title,
-)
+from analysis.data import GridData, kept_fraction, most_covered
+from paper_figures import style
+from paper_figures.common import SkipFigure, method_lines, panel_title, partial_note, reference_line
 
 NAME = "accuracy_vs_ratio"
 
@@ -31,47 +15,29 @@ NAME = "accuracy_vs_ratio"
 def make(data: GridData, out_dir: str | Path) -> list[Path]:
     pruned = data.pruned
     if pruned.empty:
-        raise SkipFigure("no done pruned cells (method other than none)")
+        raise SkipFigure("no done pruned cells (methods other than the reference)")
     layer = most_covered(pruned, "layer", "ratio")
     rows = pruned[pruned["layer"] == layer]
     archs = data.archs
-    shown = data.agg[(data.agg["method"] == "none") | (data.agg["layer"] == layer)]
-    with paper_style():
-        fig = new_figure(3.2 * len(archs) + 0.4, 3.0)
+    shown = data.agg[data.agg["method_is_reference"] | (data.agg["layer"] == layer)]
+    with style.paper_style():
+        fig = style.new_figure(3.2 * len(archs) + 0.4, 3.0)
         axes = fig.subplots(1, len(archs), sharey=True, squeeze=False)[0]
         for ax, arch in zip(axes, archs, strict=True):
-            _panel(ax, data, rows[rows["arch"] == arch], arch)
-            ax.set_title(data.panel_title(arch, shown))
+            method_lines(ax, data, rows[rows["arch"] == arch], kept_fraction, "ratio")
+            reference_line(ax, data, arch, band=True)
+            chance = data.done.loc[data.done["arch"] == arch, "chance_mean"].dropna()
+            if len(chance):
+                mean = chance.mean() * 100
+                ax.axhline(mean, color="#7f7f7f", linestyle=":", linewidth=1.2, label="chance")
+            ax.set_xlabel("kept visual tokens (fraction)")
+            ax.set_xlim(0, 1.05)
+            ax.set_title(panel_title(data, arch, shown))
         axes[0].set_ylabel("val accuracy (%)")
-        figure_legend(fig, axes)
-        partial = (rows["n"] < rows["n_planned"]).any()
-        set_title(
+        style.figure_legend(fig, axes)
+        style.set_title(
             fig,
             f"{data.grid}: accuracy vs kept visual tokens",
-            f"pruned after ViT block {layer}; mean ± std over seeds"
-            + ("; hollow = some seeds not done" if partial else ""),
+            f"pruned after ViT block {layer}; mean ± std over seeds" + partial_note(rows),
         )
-        return save(fig, out_dir, NAME)
-
-
-def _panel(ax, data: GridData, rows, arch: str) -> None:
-    for method in sorted(rows["method"].unique(), key=method_sort_key):
-        part = rows[rows["method"] == method].sort_values("ratio")
-        style = method_style(method)
-        x, y, err = kept_fraction(part), pct(part["accuracy_mean"]), pct(part["accuracy_std"])
-        ax.errorbar(x, y, yerr=err, color=style.color, marker=style.marker, label=style.label)
-        mark_partial(ax, x, y, part, style)
-    ref = data.reference(arch)
-    if ref is not None:
-        mean, std = ref["accuracy_mean"] * 100, ref["accuracy_std"] * 100
-        ax.axhline(mean, color="black", linestyle="--", linewidth=1.2, label="unpruned")
-        if np.isfinite(std):
-            ax.axhspan(mean - std, mean + std, color="black", alpha=0.08, linewidth=0)
-    done = data.done
-    chance = done.loc[done["arch"] == arch, "chance_mean"].dropna()
-    if len(chance):
-        ax.axhline(
-            chance.mean() * 100, color="#7f7f7f", linestyle=":", linewidth=1.2, label="chance"
-        )
-    ax.set_xlabel("kept visual tokens (fraction)")
-    ax.set_xlim(0, 1.05)
+        return style.save(fig, out_dir, NAME)

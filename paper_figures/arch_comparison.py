@@ -8,18 +8,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from analysis.aggregate import REFERENCE_METHOD
-from paper_figures.data import GridData, SkipFigure, most_covered
-from paper_figures.style import (
-    arch_label,
-    legend_columns,
-    method_sort_key,
-    method_style,
-    new_figure,
-    paper_style,
-    save,
-    set_title,
-)
+from analysis.data import GridData, most_covered
+from paper_figures import style
+from paper_figures.common import SkipFigure, partial_note
 
 NAME = "arch_comparison"
 
@@ -36,18 +27,17 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             f"needs ≥ 2 fusion archs with done pruned cells (has {at_ratio['arch'].iloc[0]})"
         )
     agg = data.agg  # all groups: archs/methods without done seeds are shown by their state
-    slice_ = agg[
-        (agg["method"] == REFERENCE_METHOD) | ((agg["ratio"] == ratio) & (agg["layer"] == layer))
-    ]
-    archs = list(dict.fromkeys(slice_["arch"]))
-    methods = sorted(slice_["method"].unique(), key=method_sort_key)
+    slice_ = agg[agg["method_is_reference"] | ((agg["ratio"] == ratio) & (agg["layer"] == layer))]
+    labels = data.labels
+    archs = labels.sort("arch", slice_["arch"])
+    methods = data.methods(slice_)
     width = 0.8 / len(methods)
-    with paper_style():
-        fig = new_figure(max(4.5, 1.1 * len(archs) * max(len(methods), 3) * 0.45 + 1.5), 3.2)
+    with style.paper_style():
+        fig = style.new_figure(max(4.5, 1.1 * len(archs) * max(len(methods), 3) * 0.45 + 1.5), 3.2)
         ax = fig.subplots()
         top = 0.0
         for j, method in enumerate(methods):
-            style = method_style(method)
+            look = style.method_style(method)
             for i, arch in enumerate(archs):
                 group = slice_[(slice_["arch"] == arch) & (slice_["method"] == method)]
                 x = i - 0.4 + width * (j + 0.5)
@@ -62,7 +52,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
                         ha="center",
                         va="bottom",
                         fontsize=8,
-                        color=style.color,
+                        color=look.color,
                     )
                     continue
                 mean, std = g["accuracy_mean"] * 100, g["accuracy_std"] * 100
@@ -71,16 +61,19 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
                     x,
                     mean,
                     width * 0.92,
-                    color="white" if partial else style.color,
-                    edgecolor=style.color,
+                    color="white" if partial else look.color,
+                    edgecolor=look.color,
                     hatch="//" if partial else None,
                     yerr=std if np.isfinite(std) else None,
                     ecolor="#333333",
                 )
                 top = max(top, mean + (std if np.isfinite(std) else 0))
-        handles = [Patch(color=method_style(m).color, label=method_style(m).label) for m in methods]
+        handles = [
+            Patch(color=style.method_style(m).color, label=labels.label("method", m))
+            for m in methods
+        ]
         ax.set_xticks(range(len(archs)))
-        ax.set_xticklabels([arch_label(a) for a in archs])
+        ax.set_xticklabels([labels.label("arch", a) for a in archs])
         ax.set_ylabel("val accuracy (%)")
         ax.set_ylim(0, max(top * 1.12, 10))
         ax.grid(axis="x", visible=False)
@@ -88,13 +81,12 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             handles,
             [h.get_label() for h in handles],
             loc="outside lower center",
-            ncol=legend_columns(fig, len(methods)),
+            ncol=style.legend_columns(fig, len(methods)),
         )
-        partial_any = ((slice_["n"] > 0) & (slice_["n"] < slice_["n_planned"])).any()
-        set_title(
+        style.set_title(
             fig,
             f"{data.grid}: fusion archs under pruning",
             f"prune ratio {ratio:g} after ViT block {layer}; mean ± std over seeds"
-            + ("; hatched = some seeds not done" if partial_any else ""),
+            + partial_note(slice_, "hatched"),
         )
-        return save(fig, out_dir, NAME)
+        return style.save(fig, out_dir, NAME)

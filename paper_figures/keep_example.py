@@ -2,8 +2,8 @@
 connector windows shaded and hatched, plus kept windows per frame over time.
 
 Reads diagnostics/keep_example.npz of done cells (frames uint8 (F,H,W,3), keep bool (F,wh,ww),
-window, clip_id, question, answer, method, ratio) and shows the clip/ratio/arch/layer/seed slice that
-has the most methods.
+window, clip_id, question, answer, method, ratio) and shows the clip/ratio/arch/layer/seed slice
+that has the most methods.
 """
 
 from __future__ import annotations
@@ -15,20 +15,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from analysis.aggregate import REFERENCE_METHOD
-from paper_figures.data import GridData, SkipFigure
-from paper_figures.style import (
-    arch_label,
-    method_sort_key,
-    method_style,
-    new_figure,
-    paper_style,
-    save,
-    set_title,
-)
+from analysis.data import GridData
+from analysis.display import Labels
+from core.results import DIAGNOSTICS_DIR
+from paper_figures import style
+from paper_figures.common import SkipFigure
 
 NAME = "keep_example"
-EXAMPLE = Path("diagnostics") / "keep_example.npz"
+EXAMPLE = Path(DIAGNOSTICS_DIR) / "keep_example.npz"
 MAX_FRAMES_SHOWN = 8
 
 
@@ -90,21 +84,22 @@ def collect_examples(data: GridData) -> tuple[list[KeepExample], list[str]]:
     return examples, notes
 
 
-def pick_slice(examples: list[KeepExample]) -> list[KeepExample]:
-    """The (clip, ratio, arch, layer, seed) slice with the most methods (pruned ones first), one
-    example per method, in the paper's method order."""
+def pick_slice(examples: list[KeepExample], labels: Labels) -> list[KeepExample]:
+    """The (clip, ratio, arch, layer, seed) slice with the most methods (pruned ones first, then
+    one with a trained reducer), one example per method, in display order."""
     slices: dict[tuple, dict[str, KeepExample]] = {}
     for ex in examples:
         slices.setdefault(ex.slice_key, {}).setdefault(ex.method, ex)
 
     def score(item):
         key, by_method = item
-        pruned = sum(m != REFERENCE_METHOD for m in by_method)
-        return (-pruned, -len(by_method), "scorer" not in by_method, str(key))
+        pruned = sum(not labels.is_reference(m) for m in by_method)
+        trained = any(labels.trained(m) for m in by_method)
+        return (-pruned, -len(by_method), not trained, str(key))
 
     _, best = sorted(slices.items(), key=score)[0]
-    chosen = [ex for m, ex in best.items() if m != REFERENCE_METHOD] or list(best.values())
-    return sorted(chosen, key=lambda ex: method_sort_key(ex.method))
+    chosen = [ex for m, ex in best.items() if not labels.is_reference(m)] or list(best.values())
+    return sorted(chosen, key=lambda ex: labels.order("method", ex.method))
 
 
 def window_edges(size: int, cells: int, window: int) -> np.ndarray:
@@ -120,35 +115,36 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
     if not examples:
         reason = "no diagnostics/keep_example.npz in done cells"
         raise SkipFigure(reason + (f" ({'; '.join(notes)})" if notes else ""))
-    rows = pick_slice(examples)
+    rows = pick_slice(examples, data.labels)
     n_frames = rows[0].frames.shape[0]
     rows = [ex for ex in rows if ex.frames.shape[0] == n_frames]
     shown = np.unique(
         np.linspace(0, n_frames - 1, min(n_frames, MAX_FRAMES_SHOWN)).round().astype(int)
     )
-    with paper_style():
-        fig = new_figure(1.05 * len(shown) + 1.3, 1.05 * len(rows) + 2.4)
+    with style.paper_style():
+        fig = style.new_figure(1.05 * len(shown) + 1.3, 1.05 * len(rows) + 2.4)
         grid = fig.add_gridspec(len(rows) + 1, len(shown), height_ratios=[1.0] * len(rows) + [1.5])
         for r, ex in enumerate(rows):
-            _frame_row(fig, grid, r, ex, shown)
-        _kept_plot(fig.add_subplot(grid[len(rows), :]), rows)
+            _frame_row(fig, grid, r, ex, shown, data.labels.label("method", ex.method))
+        _kept_plot(fig.add_subplot(grid[len(rows), :]), rows, data.labels)
         first = rows[0]
         arch, layer, seed = first.slice_key[2:]
-        set_title(
+        arch = data.labels.label("arch", arch)
+        style.set_title(
             fig,
             f"{data.grid}: which visual windows reach the LLM (shaded/hatched windows are dropped)",
-            f"clip {first.clip_id}, prune ratio {first.ratio:g}, {arch_label(arch)}, "
+            f"clip {first.clip_id}, prune ratio {first.ratio:g}, {arch}, "
             f"pruned after ViT block {layer}, seed {seed}",
             f"Q: {first.question}  A: {first.answer}" if first.question else "",
         )
-        return save(fig, out_dir, NAME)
+        return style.save(fig, out_dir, NAME)
 
 
-def _frame_row(fig, grid, r: int, ex: KeepExample, shown: np.ndarray) -> None:
+def _frame_row(fig, grid, r: int, ex: KeepExample, shown: np.ndarray, label: str) -> None:
     _, h, w, _ = ex.frames.shape
     ys = window_edges(h, ex.keep.shape[1], ex.window)
     xs = window_edges(w, ex.keep.shape[2], ex.window)
-    style = method_style(ex.method)
+    look = style.method_style(ex.method)
     for c, f in enumerate(shown):
         ax = fig.add_subplot(grid[r, c])
         ax.imshow(ex.frames[f], interpolation="nearest")
@@ -171,25 +167,25 @@ def _frame_row(fig, grid, r: int, ex: KeepExample, shown: np.ndarray) -> None:
         ax.grid(False)
         for spine in ax.spines.values():
             spine.set_visible(True)
-            spine.set_color(style.color)
+            spine.set_color(look.color)
             spine.set_linewidth(1.5)
         if r == 0:
             ax.set_title(f"frame {f}", fontsize=8.5)
         if c == 0:
             kept, total = int(ex.keep.sum()), ex.keep.size
-            ax.set_ylabel(f"{style.label}\n{kept}/{total} kept", color=style.color, fontsize=9)
+            ax.set_ylabel(f"{label}\n{kept}/{total} kept", color=look.color, fontsize=9)
 
 
-def _kept_plot(ax, rows: list[KeepExample]) -> None:
+def _kept_plot(ax, rows: list[KeepExample], labels: Labels) -> None:
     for ex in rows:
-        style = method_style(ex.method)
+        look = style.method_style(ex.method)
         per_frame = ex.keep.reshape(ex.keep.shape[0], -1).sum(axis=1)
         ax.plot(
             np.arange(len(per_frame)),
             per_frame,
-            color=style.color,
-            marker=style.marker,
-            label=style.label,
+            color=look.color,
+            marker=look.marker,
+            label=labels.label("method", ex.method),
         )
     per = rows[0].keep.shape[1] * rows[0].keep.shape[2]
     ax.set_ylim(-0.5, per + 0.5)

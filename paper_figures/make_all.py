@@ -4,12 +4,13 @@ A figure whose data is absent is skipped with a printed reason."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.load import list_grids
+from analysis.cli import grid_parser
+from analysis.data import GridData
+from analysis.report import FigureOutcome
+from core.results import list_grids
 from paper_figures import (
     accuracy_vs_gflops,
     accuracy_vs_ratio,
@@ -18,8 +19,9 @@ from paper_figures import (
     keep_example,
     layer_ablation,
 )
-from paper_figures.data import GridData, SkipFigure
+from paper_figures.common import SkipFigure
 
+# The figure registry: each module has NAME and make(data, out_dir) -> [pdf, png].
 FIGURES: tuple = (
     accuracy_vs_ratio,
     accuracy_vs_speedup,
@@ -30,16 +32,10 @@ FIGURES: tuple = (
 )
 
 
-@dataclass
-class FigureOutcome:
-    made: dict[str, list[Path]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-
 def make_grid_figures(
     data: GridData, out_dir: str | Path, log: Callable[[str], None] = print
 ) -> FigureOutcome:
-    """Every figure of one grid into out_dir."""
+    """Every figure of one grid into out_dir (an `analysis.report.FigureMaker`)."""
     outcome = FigureOutcome()
     for module in FIGURES:
         try:
@@ -75,14 +71,7 @@ def make_all(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__)
-    parser.add_argument("--results", default="results", help="results root (default: results)")
-    parser.add_argument(
-        "--grid",
-        action="append",
-        dest="grids",
-        help="grid to draw (repeatable; default: every grid under --results)",
-    )
+    parser = grid_parser("python -m paper_figures", __doc__)
     parser.add_argument("--out", default="paper_figures/out", help="output folder")
     args = parser.parse_args(argv)
     grids = args.grids or list_grids(args.results)

@@ -1,7 +1,8 @@
-"""One look for every figure: fonts, a fixed colour/marker per method, arch labels, saving.
+"""One look for every figure: fonts, a fixed colour and marker per method key, saving.
 
-Figures are built with the object-oriented API on the Agg canvas (no pyplot state), and saved as PDF
-(TrueType fonts embedded) and PNG side by side.
+Labels and order come from the data (analysis.display), never from here. Figures are built with the
+object-oriented API on the Agg canvas (no pyplot state), and saved as PDF (TrueType fonts embedded)
+and PNG side by side.
 """
 
 from __future__ import annotations
@@ -20,30 +21,21 @@ from matplotlib.figure import Figure
 
 @dataclass(frozen=True)
 class MethodStyle:
-    label: str
     color: str
     marker: str
 
 
-# Okabe–Ito colours (colour-blind safe); STTS gets the strongest blue.
+# Okabe–Ito colours (colour-blind safe) for the methods the paper shows; STTS the strongest blue.
 METHOD_STYLES = {
-    "none": MethodStyle("unpruned", "#000000", "*"),
-    "random": MethodStyle("random", "#7f7f7f", "v"),
-    "easy": MethodStyle("easy", "#E69F00", "s"),
-    "heuristic": MethodStyle("heuristic", "#CC79A7", "D"),
-    "scorer": MethodStyle("STTS", "#0072B2", "o"),
-    "oracle": MethodStyle("oracle", "#009E73", "^"),
+    "none": MethodStyle("#000000", "*"),
+    "random": MethodStyle("#7f7f7f", "v"),
+    "easy": MethodStyle("#E69F00", "s"),
+    "heuristic": MethodStyle("#CC79A7", "D"),
+    "scorer": MethodStyle("#0072B2", "o"),
+    "oracle": MethodStyle("#009E73", "^"),
 }
-METHOD_ORDER = tuple(METHOD_STYLES)
 _FALLBACK_COLORS = ("#D55E00", "#56B4E9", "#8C564B", "#BCBD22", "#17BECF", "#9467BD")
 _FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
-
-ARCH_LABELS = {
-    "joint_decoder": "joint decoder",
-    "cross_attention": "cross-attention",
-    "mot": "MoT",
-    "moma": "MoMa",
-}
 
 RC = {
     "font.family": "DejaVu Sans",
@@ -68,23 +60,13 @@ RC = {
 
 
 def method_style(method: str) -> MethodStyle:
-    """The fixed style of a known method; unknown names get a stable colour/marker from their hash."""
+    """The fixed style of a method key; other keys get a stable colour/marker from their hash."""
     if method in METHOD_STYLES:
         return METHOD_STYLES[method]
     h = int(hashlib.sha1(str(method).encode()).hexdigest(), 16)
     return MethodStyle(
-        str(method),
-        _FALLBACK_COLORS[h % len(_FALLBACK_COLORS)],
-        _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)],
+        _FALLBACK_COLORS[h % len(_FALLBACK_COLORS)], _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)]
     )
-
-
-def method_sort_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
-
-
-def arch_label(arch: str) -> str:
-    return ARCH_LABELS.get(arch, str(arch))
 
 
 @contextmanager

@@ -3,8 +3,8 @@
 `count_cell(cell_dir)` follows the cell contract without a model: it reads config.yaml, counts
 `train.steps` steps with a deterministic running value, checkpoints after every step (so a
 requeued or re-launched attempt resumes), writes status.json / metrics.jsonl and finally
-result.json in the results format. Its final numbers depend only on the config, never on where
-it was interrupted. Environment knobs (they reach submitit/SLURM job processes too):
+result.json with the real writers (core.results). Its final numbers depend only on the config,
+never on where it was interrupted. Environment knobs (they reach submitit/SLURM job processes too):
   LAUNCHER_TEST_FAIL    comma-separated cell names that raise after their first step
   LAUNCHER_TEST_STEP_S  seconds to sleep per step (makes time-outs and requeues observable)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.io import append_jsonl, read_json, read_yaml, write_json_atomic
-from core.training.status import CellStatus
+from core.results import CellStatus, git_commit, now_iso, write_result
 
 MOD = 1_000_003
 
@@ -98,11 +98,11 @@ def count_cell(cell_dir: str) -> dict[str, Any]:
         },
         "timing": {"wall_s": time.time() - t0, "train_s": 0.0, "eval_s": 0.0},
         "git_commit": status.git_commit,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "finished": now_iso(),
         "value": value,
         "steps": step,
     }
-    write_json_atomic(root / "result.json", result)
+    write_result(root, result)
     status.finish(step)
     return result
 
@@ -113,5 +113,14 @@ def env_cell(cell_dir: str) -> dict[str, Any]:
     seen = {k: os.environ.get(k) for k in keys}
     write_json_atomic(Path(cell_dir) / f"rank_{seen['RANK']}.json", seen)
     if seen["RANK"] in (None, "0"):
-        write_json_atomic(Path(cell_dir) / "result.json", {"env": seen})
+        cell = read_yaml(Path(cell_dir) / "config.yaml")["cell"]
+        blocks = ("axes", "config", "metrics", "efficiency", "hardware", "timing")
+        result = {
+            **{key: cell[key] for key in ("cell_id", "grid", "name")},
+            **{block: {} for block in blocks},
+            "git_commit": git_commit(),
+            "finished": now_iso(),
+            "env": seen,
+        }
+        write_result(cell_dir, result)
     return seen

@@ -1,26 +1,42 @@
-"""Builds a realistic results tree (the results_format.md contract) with known numbers.
+"""Builds a realistic results tree (docs/results_format.md) with known numbers, written with the
+real writers of core.results (`write_plan`, `write_config`, `CellStatus`, `write_result`).
 
-Grid `prune_sweep`: archs joint_decoder, mot × methods none, random, easy, scorer × ratios 0.5, 0.7 ×
-layers 1, 2 × seeds 0, 1, 2 (method none: one cell per arch × seed, ratio 0, layer 1), with one failed,
-one missing, one running, one pending and one corrupt (incomplete) cell, one folder that is not in
-the plan, and keep_example.npz for scorer/easy/random. Grid `arch_sweep` (the mixed second grid): all
-four archs × none, scorer at ratio 0.5, layer 1, seeds 0, 1, where one seed ran with other train.steps,
-one result.json claims the wrong grid, and both cross_attention/scorer seeds failed.
+Grid `prune_sweep`: archs joint_decoder, mot × methods none, random, easy, scorer × ratios 0.5, 0.7
+× layers 1, 2 × seeds 0, 1, 2 (method none: one cell per arch × seed, ratio 0, layer 1), with one
+failed, one new (planned, no folder), one running, one pending and one corrupt (incomplete) cell,
+one folder that is not in the plan, and keep_example.npz for scorer/easy/random. Grid `arch_sweep`
+(the mixed second grid): all four archs × none, scorer at ratio 0.5, layer 1, seeds 0, 1, where one
+seed ran with other train.steps, one result.json claims the wrong grid, and both
+cross_attention/scorer seeds failed.
 
 Every number follows the closed-form functions below, so tests can check against hand computation.
+Each result carries the `display` block a real cell writes, from one function (`display`).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from core.io import append_jsonl
+from core.results import (
+    METRICS_FILE,
+    RESULT_FILE,
+    CellStatus,
+    cell_block,
+    plan_entry,
+    write_config,
+    write_plan,
+    write_result,
+)
 
 ARCH_BASE = {"joint_decoder": 0.80, "mot": 0.76, "cross_attention": 0.74, "moma": 0.78}
 STEP_BASE = {"joint_decoder": 0.20, "mot": 0.25, "cross_attention": 0.16, "moma": 0.22}
@@ -66,7 +82,28 @@ ARCH = dict(
     layers=(1,),
     seeds=(0, 1),
 )
-SHORT = {"joint_decoder": "jd", "mot": "mot", "cross_attention": "xattn", "moma": "moma"}
+# What each method and arch declares about itself (label, short name, order, flags).
+METHOD_DISPLAY = {
+    "none": {"label": "unpruned", "short": "none", "order": 0, "is_reference": True},
+    "random": {"label": "random", "short": "rand", "order": 10},
+    "easy": {"label": "easy", "short": "easy", "order": 20},
+    "heuristic": {"label": "heuristic", "short": "heur", "order": 30},
+    "scorer": {"label": "STTS", "short": "stts", "order": 40, "trained": True},
+    "oracle": {"label": "oracle", "short": "oracle", "order": 50, "uses_ground_truth": True},
+}
+ARCH_DISPLAY = {
+    "joint_decoder": {"label": "joint decoder", "short": "jd", "order": 0},
+    "cross_attention": {"label": "cross-attention", "short": "xattn", "order": 10},
+    "mot": {"label": "MoT", "short": "mot", "order": 20},
+    "moma": {"label": "MoMa", "short": "moma", "order": 30},
+}
+
+
+def display(axes: dict) -> dict:
+    """The result's `display` block for a cell's method and arch (as the cell writes it)."""
+    flags = {"is_reference": False, "uses_ground_truth": False, "stage": "in_vit", "trained": False}
+    method = {"key": axes["method"], **flags, **METHOD_DISPLAY[axes["method"]]}
+    return {"method": method, "arch": {"key": axes["arch"], **ARCH_DISPLAY[axes["arch"]]}}
 
 
 # ---- the closed-form numbers -------------------------------------------------------------------
@@ -110,12 +147,12 @@ class FixtureTree:
     root: Path
     grids: tuple[str, ...] = ("prune_sweep", "arch_sweep")
     failed: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
     keep_methods: tuple[str, ...] = ("scorer", "easy", "random")
 
 
 def cell_name(arch: str, method: str, ratio: float, layer: int, seed: int) -> str:
-    return f"{SHORT[arch]}-{method}-r{ratio:g}-l{layer}-s{seed}"
+    return f"{ARCH_DISPLAY[arch]['short']}-{method}-r{ratio:g}-l{layer}-s{seed}"
 
 
 def cell_id(grid: str, name: str) -> str:
@@ -149,13 +186,22 @@ def build_grid(root: Path, grid: str, spec: dict) -> list[dict]:
     return cells
 
 
+_BUILT: dict[str, FixtureTree] = {}
+
+
 def build_results_tree(root: Path) -> FixtureTree:
-    """Write both grids under `root` and return what was made."""
-    root = Path(root)
-    tree = FixtureTree(root=root)
-    _build_prune_sweep(root, tree)
-    _build_arch_sweep(root)
-    return tree
+    """Both grids under `root` (a copy of a tree built once per process: the real writers fsync
+    every file, which takes seconds) and what was made."""
+    if "tree" not in _BUILT:
+        cache = Path(tempfile.mkdtemp(prefix="results-fixture-"))
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        built = FixtureTree(root=cache)
+        _build_prune_sweep(cache, built)
+        _build_arch_sweep(cache)
+        _BUILT["tree"] = built
+    built = _BUILT["tree"]
+    shutil.copytree(built.root, root, dirs_exist_ok=True)
+    return FixtureTree(root=Path(root), failed=list(built.failed), new=list(built.new))
 
 
 def _build_prune_sweep(root: Path, tree: FixtureTree) -> None:
@@ -164,7 +210,7 @@ def _build_prune_sweep(root: Path, tree: FixtureTree) -> None:
     _write_plan(root / grid, grid, PRUNE, cells)
     special = {
         cell_name("joint_decoder", "scorer", 0.7, 2, 2): "failed",
-        cell_name("mot", "random", 0.7, 1, 1): "missing",
+        cell_name("mot", "random", 0.7, 1, 1): "new",
         cell_name("mot", "easy", 0.5, 2, 0): "running",
         cell_name("mot", "easy", 0.5, 2, 1): "pending",
         cell_name("joint_decoder", "random", 0.5, 2, 1): "corrupt",
@@ -173,8 +219,8 @@ def _build_prune_sweep(root: Path, tree: FixtureTree) -> None:
         name = cell_name(**axes)
         kind = special.get(name, "done")
         cell_dir = root / grid / cell_id(grid, name)
-        if kind == "missing":
-            tree.missing.append(name)
+        if kind == "new":
+            tree.new.append(name)
             continue
         if kind == "failed":
             tree.failed.append(name)
@@ -220,23 +266,9 @@ def _build_arch_sweep(root: Path) -> None:
 
 
 def _write_plan(grid_dir: Path, grid: str, spec: dict, cells: list[dict]) -> None:
-    grid_dir.mkdir(parents=True, exist_ok=True)
-    plan = {
-        "grid": grid,
-        "created": "2025-01-01T00:00:00+00:00",
-        "axes": {
-            "arch": list(spec["archs"]),
-            "method": list(spec["methods"]),
-            "ratio": list(spec["ratios"]),
-            "layer": list(spec["layers"]),
-            "seed": list(spec["seeds"]),
-        },
-        "cells": [
-            {"cell_id": cell_id(grid, cell_name(**a)), "name": cell_name(**a), "axes": a}
-            for a in cells
-        ],
-    }
-    (grid_dir / "plan.json").write_text(json.dumps(plan, indent=1))
+    axes = {axis: list(spec[f"{axis}s"]) for axis in ("arch", "method", "ratio", "layer", "seed")}
+    entries = [plan_entry(cell_id(grid, cell_name(**a)), cell_name(**a), a) for a in cells]
+    write_plan(grid_dir, grid, axes, entries)
 
 
 def flat_config(axes: dict, steps: int) -> dict:
@@ -294,6 +326,7 @@ def result_dict(grid: str, name: str, axes: dict, steps: int = 100) -> dict:
         "timing": {"wall_s": 60.0, "train_s": 50.0, "eval_s": 10.0},
         "git_commit": "abc1234",
         "finished": "2025-01-01T01:00:00+00:00",
+        "display": display(axes),
     }
 
 
@@ -306,55 +339,55 @@ def _write_cell(
     steps: int = 100,
     claimed_grid: str | None = None,
 ) -> None:
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    cid = cell_dir.name
-    config = {
+    """One cell as the launcher and the runner leave it: `kind` is done, failed, running,
+    pending or corrupt (done, then its result.json torn)."""
+    sections = {
         "data": {"max_frames": FRAMES, "frame_size": 64},
         "fusion": {"arch": axes["arch"]},
         "pruning": {"method": axes["method"], "ratio": axes["ratio"], "prune_at": axes["layer"]},
         "train": {"seed": axes["seed"], "steps": steps},
-        "cell": {"cell_id": cid, "grid": grid, "name": name, "axes": axes, "overrides": []},
     }
-    (cell_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    state = {"done": "done", "corrupt": "running"}.get(kind, kind)
-    status = {
-        "state": state,
-        "attempts": 2 if kind == "failed" else 1,
-        "host": "fixture-host",
-        "git_commit": "abc1234",
-        "started": "2025-01-01T00:00:00+00:00",
-        "updated": "2025-01-01T01:00:00+00:00",
-        "finished": None,
-        "error": "RuntimeError: loss is NaN at step 40" if kind == "failed" else None,
-        "failed_step": 40 if kind == "failed" else None,
-        "job_ids": ["101_3"],
-        "step": 40 if kind in ("failed", "running") else (steps if kind == "done" else 0),
+    overrides = {
+        "fusion.arch": axes["arch"],
+        "pruning.method": axes["method"],
+        "pruning.ratio": axes["ratio"],
+        "pruning.prune_at": axes["layer"],
+        "train.seed": axes["seed"],
+        "train.steps": steps,
     }
-    if kind == "running":
-        status["updated"] = datetime.now(UTC).isoformat()
-    (cell_dir / "status.json").write_text(json.dumps(status))
-    if kind in ("pending",):
+    block = cell_block(cell_dir.name, grid, name, axes, overrides)
+    write_config(cell_dir, {**sections, "cell": block})
+    if kind == "pending":
+        CellStatus(cell_dir).pending()
         return
+    status = CellStatus(cell_dir)
+    status.start(host="fixture-host", commit="abc1234")
     acc = accuracy(axes["arch"], axes["method"], axes["ratio"], axes["layer"], axes["seed"])
-    lines = [
-        {
-            "step": s,
-            "phase": "train",
-            "time": 0.2 * s,
-            "train/loss": 2.0 - acc * s / steps,
-            "train/lr": 1e-3,
-        }
-        for s in range(0, steps + 1, max(steps // 4, 1))
+    last = 40 if kind in ("failed", "running") else steps
+    rows = [
+        {"step": s, "phase": "train", "time": 0.2 * s, "train/loss": 2.0 - acc * s / steps}
+        for s in range(0, last + 1, max(steps // 4, 1))
     ]
+    lines = "".join(json.dumps({**row, "train/lr": 1e-3}) + "\n" for row in rows)
+    (cell_dir / METRICS_FILE).write_text(lines)  # the logger's lines, in one write
+    if kind != "done":
+        status.update(last)
+    if kind == "failed":  # a second attempt that failed too
+        status = CellStatus(cell_dir)
+        status.start(host="fixture-host", commit="abc1234")
+        status.fail(RuntimeError(f"loss is NaN at step {last}"), step=last)
+    if kind not in ("done", "corrupt"):
+        return
     if kind == "done":
-        lines.append({"step": steps, "phase": "eval", "time": 0.2 * steps, "val/accuracy": acc})
-    (cell_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    if kind == "corrupt":
-        (cell_dir / "result.json").write_text('{"cell_id": "trunc')
-    elif kind == "done":
-        result = result_dict(grid, name, axes, steps)
-        result["grid"] = claimed_grid or grid
-        (cell_dir / "result.json").write_text(json.dumps(result, indent=1))
+        row = {"step": steps, "phase": "eval", "time": 0.2 * steps, "val/accuracy": acc}
+        append_jsonl(cell_dir / METRICS_FILE, row)
+    result = result_dict(grid, name, axes, steps)
+    result["grid"] = claimed_grid or grid
+    write_result(cell_dir, result)
+    status.finish(steps)
+    if kind == "corrupt":  # e.g. a copy that lost the tail of the file
+        path = cell_dir / RESULT_FILE
+        path.write_text(path.read_text()[:40])
 
 
 # ---- keep example -------------------------------------------------------------------------------

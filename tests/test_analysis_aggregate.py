@@ -72,10 +72,10 @@ def test_failed_seed_is_counted_not_averaged(agg):
     assert g["delta_accuracy_mean"] == pytest.approx(-0.08)
 
 
-def test_missing_running_pending_incomplete_never_averaged(agg):
-    missing = group(agg, arch="mot", method="random", ratio=0.7, layer=1)
-    assert (missing["n"], missing["n_missing"]) == (2, 1)
-    assert missing["accuracy_mean"] == pytest.approx((0.55 - 0.01 + 0.55 + 0.01) / 2)
+def test_new_running_pending_incomplete_never_averaged(agg):
+    new = group(agg, arch="mot", method="random", ratio=0.7, layer=1)
+    assert (new["n"], new["n_new"]) == (2, 1)
+    assert new["accuracy_mean"] == pytest.approx((0.55 - 0.01 + 0.55 + 0.01) / 2)
     running = group(agg, arch="mot", method="easy", ratio=0.5, layer=2)
     assert (running["n"], running["n_running"], running["n_pending"]) == (1, 1, 1)
     assert math.isnan(running["accuracy_std"])  # one seed: no std, not 0
@@ -125,7 +125,7 @@ def test_group_without_done_seeds_reports_its_state(agg):
 def test_group_state_names():
     assert group_state({"done": 3}) == "done"
     assert group_state({"done": 1, "failed": 1}) == "partial"
-    assert group_state({"failed": 1, "missing": 2}) == "failed/missing"
+    assert group_state({"failed": 1, "new": 2}) == "new/failed"
 
 
 def test_aggregate_of_empty_frame(tmp_path):

@@ -44,7 +44,7 @@ def test_one_row_per_planned_cell_plus_stray_folder(prune):
         "running": 1,
         "pending": 1,
         "incomplete": 1,
-        "missing": 1,
+        "new": 1,
     }
     assert report.total() == 79 and report.total("done") == 74
     stray = row(df, "jd-heuristic-r0.5-l1-s0")
@@ -55,14 +55,14 @@ def test_one_row_per_planned_cell_plus_stray_folder(prune):
 def test_states_and_reasons(tree, prune):
     df, report = prune
     assert set(df.loc[df["state"] == "failed", "name"]) == set(tree.failed)
-    assert set(df.loc[df["state"] == "missing", "name"]) == set(tree.missing)
+    assert set(df.loc[df["state"] == "new", "name"]) == set(tree.new)
     failed = row(df, "jd-scorer-r0.7-l2-s2")
     assert failed["state"] == "failed" and "loss is NaN" in failed["error"]
     assert failed["failed_step"] == 40 and failed["attempts"] == 2
     assert pd.isna(failed["accuracy"])
-    missing = row(df, "mot-random-r0.7-l1-s1")
-    assert missing["state"] == "missing" and pd.isna(missing["cell_dir"])
-    assert (missing["arch"], missing["ratio"], missing["layer"], missing["seed"]) == (
+    new = row(df, "mot-random-r0.7-l1-s1")
+    assert new["state"] == "new" and pd.isna(new["cell_dir"])
+    assert (new["arch"], new["ratio"], new["layer"], new["seed"]) == (
         "mot",
         0.7,
         1,
@@ -76,7 +76,7 @@ def test_states_and_reasons(tree, prune):
     noted = {(n.name, n.state) for n in report.notes}
     assert noted == {(r["name"], r["state"]) for _, r in df[df["state"] != "done"].iterrows()}
     text = report.format()
-    for state in ("failed", "missing", "running", "pending", "incomplete"):
+    for state in ("failed", "new", "running", "pending", "incomplete"):
         assert f"[{state}]" in text
 
 
@@ -161,11 +161,3 @@ def test_history(tree):
     # done cells log eval, the failed/running ones stopped in training
     evals = hist[hist["phase"] == "eval"]["cell_id"].nunique()
     assert evals == 74
-
-
-def test_runtime_keys_copy_matches_core():
-    """analysis keeps its own copy (it must not import core); the copy must not drift."""
-    from analysis.load import RUNTIME_KEYS
-    from core.config.experiment import RUNTIME_KEYS as CORE_RUNTIME_KEYS
-
-    assert set(RUNTIME_KEYS) == set(CORE_RUNTIME_KEYS)

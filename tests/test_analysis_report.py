@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from analysis.__main__ import main
+from analysis.cli import main
 from analysis.report import default_out_dir, write_grid_outputs
+from paper_figures.report import write_report
 from tests.results_fixture import build_results_tree
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -19,7 +20,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def outputs(tmp_path_factory):
     tree = build_results_tree(tmp_path_factory.mktemp("results"))
     out = tmp_path_factory.mktemp("report")
-    return tree, out, write_grid_outputs(tree.root, "prune_sweep", out, log=lambda _: None)
+    return tree, out, write_report(tree.root, "prune_sweep", out, log=lambda _: None)
 
 
 def test_all_outputs_exist(outputs):
@@ -47,12 +48,12 @@ def test_html_is_one_self_contained_file(outputs):
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
     assert len(images) == 6
     assert all(base64.b64decode(img)[:8] == PNG_MAGIC for img in images)
-    # load report, failed/missing cells with reasons, hardware
+    # load report, failed/new cells with reasons, hardware
     for needle in (
         "jd-scorer-r0.7-l2-s2",
         "loss is NaN",
         "mot-random-r0.7-l1-s1",
-        "missing",
+        "planned, no cell folder",
         "fixture-cpu",
         "Efficiency–accuracy",
         "Pareto frontier",
@@ -62,7 +63,7 @@ def test_html_is_one_self_contained_file(outputs):
     assert "<tr class='bad'>" in text and "<tr class='warn'>" in text
 
 
-def test_all_missing_grid_still_reports(tmp_path):
+def test_all_new_grid_still_reports(tmp_path):
     grid = tmp_path / "g"
     grid.mkdir()
     cells = [
@@ -75,12 +76,12 @@ def test_all_missing_grid_still_reports(tmp_path):
     ]
     (grid / "plan.json").write_text(json.dumps({"grid": "g", "cells": cells}))
     logs = []
-    paths = write_grid_outputs(tmp_path, "g", log=logs.append)
+    paths = write_report(tmp_path, "g", log=logs.append)
     assert paths["html"].parent == default_out_dir(tmp_path, "g")
     assert not any(k.startswith("figure_") for k in paths)
     assert len(logs) == 6 and all("skipped" in line for line in logs)
-    assert "| missing |" in paths["efficiency_md"].read_text()
-    assert "2 missing" in paths["load_report"].read_text()
+    assert "| new |" in paths["efficiency_md"].read_text()
+    assert "2 new" in paths["load_report"].read_text()
     assert "skipped accuracy_vs_ratio" in paths["html"].read_text()
 
 
@@ -102,7 +103,6 @@ def test_cli_several_grids(outputs, tmp_path, capsys):
             "arch_sweep",
             "--out",
             str(tmp_path),
-            "--no-figures",
         ]
     )
     text = capsys.readouterr().out
@@ -121,16 +121,32 @@ def test_cli_empty_tree_and_unknown_grid(tmp_path, capsys):
     assert "grid 'other' not found" in capsys.readouterr().out
 
 
-def test_analysis_and_figures_never_import_core():
+def test_analysis_reads_through_core_results_only_and_never_imports_figures():
+    """analysis needs only core.results (stdlib); paper_figures builds on analysis, not back."""
     import subprocess
     import sys
 
     code = (
         "import sys, analysis.load, analysis.aggregate, analysis.tables, analysis.pareto, "
-        "analysis.report, analysis.wandb_join, paper_figures.make_all\n"
-        "bad = sorted(m for m in sys.modules if m == 'core' or m.startswith('core.'))\n"
-        "assert not bad, bad\n"
+        "analysis.display, analysis.data, analysis.report, analysis.cli, analysis.wandb_join\n"
+        "figures = [m for m in sys.modules if m.split('.')[0] == 'paper_figures']\n"
+        "assert not figures, figures\n"
+        "import paper_figures.make_all, paper_figures.report\n"
+        "core = sorted(m for m in sys.modules if m.split('.')[0] == 'core')\n"
+        "assert core == ['core', 'core.io', 'core.results'], core\n"
+        "assert 'torch' not in sys.modules\n"
         "assert 'wandb' not in sys.modules  # W&B is imported only for an online join\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_figures_report_cli(outputs, tmp_path, capsys):
+    from paper_figures.report import main as report_main
+
+    tree, _, _ = outputs
+    args = ["--results", str(tree.root), "--grid", "arch_sweep", "--out", str(tmp_path)]
+    assert report_main(args) == 0
+    assert "figures" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "arch_comparison.png").is_file()
+    assert report_main([*args, "--no-figures"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from analysis.aggregate import aggregate
 from analysis.load import load_results
 from analysis.pareto import add_frontiers, pareto_mask
-from analysis.tables import latex_escape, to_latex, to_markdown, write_tables
+from analysis.tables import efficiency_table, latex_escape, to_latex, to_markdown, write_tables
 from tests.results_fixture import build_results_tree
 
 
@@ -54,12 +55,12 @@ def test_csv_holds_numbers_and_states(written):
     assert failed["state"].item() == "failed" and np.isnan(failed["accuracy_mean"].item())
 
 
-def test_markdown_and_latex_show_missing_and_failed(written):
+def test_markdown_and_latex_show_new_and_failed(written):
     _, paths = written
     md = paths["efficiency_md"].read_text()
     tex = paths["efficiency_tex"].read_text()
     for text in (md, tex):
-        assert "(1 missing)" in text and "(1 failed)" in text and "(1 incomplete)" in text
+        assert "(1 new)" in text and "(1 failed)" in text and "(1 incomplete)" in text
         assert "75.0 ± 1.0" in text.replace(r"$\pm$", "±")
     # the all-failed group shows its state instead of numbers
     line = next(
@@ -169,3 +170,61 @@ def test_frontier_per_arch(written):
     }
     md = paths["pareto_md"].read_text()
     assert "random" not in md  # random is dominated by STTS at equal cost everywhere
+
+
+def test_pareto_cost_near_ties_keep_the_more_accurate_point():
+    # random's scoring is 0.02 % cheaper than heuristic's at the same kept-token budget
+    cost = np.array([3.0, 3.0 * (1 - 2e-4)])
+    acc = np.array([0.7, 0.5])
+    assert pareto_mask(cost, acc, maximize_x=False).tolist() == [True, False]
+    assert pareto_mask(cost, acc, maximize_x=False, x_rtol=0.0).tolist() == [True, True]
+
+
+def _rewrite_display(root, edit) -> None:
+    for path in root.glob("*/*/result.json"):
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # the fixture's torn result
+        edit(result)
+        path.write_text(json.dumps(result))
+
+
+def test_labels_order_and_flags_come_from_the_cells_display(tmp_path):
+    tree = build_results_tree(tmp_path)
+
+    def edit(result):
+        method = result["display"]["method"]
+        if method["key"] == "scorer":
+            method["label"] = "STTS v2"
+        if method["key"] == "random":
+            method.update(order=99, uses_ground_truth=True)  # now an upper bound, listed last
+
+    _rewrite_display(tree.root, edit)
+    cells, _ = load_results(tree.root, "prune_sweep")
+    agg = add_frontiers(aggregate(cells))
+    shown, _ = efficiency_table(agg)
+    jd = shown[shown["Arch"] == "joint_decoder"]
+    assert list(dict.fromkeys(jd["Method"])) == [
+        "unpruned",
+        "easy",
+        "heuristic",
+        "STTS v2",
+        "random",
+    ]
+    assert not agg.loc[agg["method"] == "random", "on_front_gflops"].any()
+    assert set(jd.loc[jd["Method"] == "unpruned", "Layer"]) == {"–"}  # the reference: no layer
+
+
+def test_results_without_display_fall_back_to_keys_and_ratio_zero_reference(tmp_path):
+    tree = build_results_tree(tmp_path)
+    _rewrite_display(tree.root, lambda result: result.pop("display"))
+    cells, report = load_results(tree.root, "prune_sweep")
+    agg = aggregate(cells)
+    assert any("no display metadata for method" in m for m in report.messages)
+    shown, _ = efficiency_table(agg)
+    assert "scorer" in set(shown["Method"]) and "STTS" not in set(shown["Method"])
+    methods = list(dict.fromkeys(agg[agg["arch"] == "joint_decoder"]["method"]))
+    assert methods == ["easy", "heuristic", "none", "random", "scorer"]  # alphabetical
+    g = agg[(agg["method"] == "scorer") & (agg["ratio"] == 0.5) & (agg["layer"] == 1)]
+    assert g[g["arch"] == "joint_decoder"]["delta_accuracy_mean"].item() == pytest.approx(-0.05)

@@ -18,9 +18,9 @@ from core.cell import run_cell
 from core.config import ExperimentConfig
 from core.io import read_json, read_yaml
 from core.models.vlm import VideoVLM
+from core.results import git_commit, read_status
 from core.training.batches import ResumableBatchSampler
 from core.training.checkpoint import load_checkpoint
-from core.training.status import git_commit, read_status
 from core.training.trainer import NonFiniteLoss
 from tests.cell_fixtures import (
     BATCH,

@@ -14,7 +14,7 @@ import submitit
 from ablations import app, hydra_conf
 from ablations.backends import choose_backend
 from ablations.backends.job import CellJob, load_callable
-from ablations.backends.local import run_local
+from ablations.backends.local import LocalLimits, run_local
 from ablations.backends.slurm import slurm_executor, slurm_parameters
 from ablations.grid import resolve_grid
 from ablations.jobs import sinfo_answers
@@ -89,22 +89,25 @@ def test_profiles_are_validated(tmp_path: Path) -> None:
         load_profile("mars", tmp_path)
 
 
-def test_missing_profile_refused_before_submission(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["backend=slurm", "backend.profile=mars"], "backend.profile='mars'"),
+        (["backend=slurm", "backend.profile=local"], "sinfo` does not answer"),
+        (["backend=local", "backend.max_parallel=0"], "backend.max_parallel=0"),
+    ],
+)
+def test_bad_backend_settings_are_refused_before_writing(
+    settings: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = ["grid=smoke", f"results_root={tmp_path}", "backend=slurm", "backend.profile=mars"]
+    monkeypatch.setattr("ablations.backends.slurm.sinfo_answers", lambda timeout_s: False)
+    args = ["grid=smoke", f"results_root={tmp_path}", *settings]
     assert app.main(hydra_conf.compose_launch(args), args) == 2
-    assert "backend.profile='mars'" in capsys.readouterr().out
-    assert not (tmp_path / "smoke" / "plan.json").exists()
-
-
-def test_slurm_backend_without_a_controller_is_refused_before_writing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("ablations.app.sinfo_answers", lambda timeout_s: False)
-    args = ["grid=smoke", f"results_root={tmp_path}", "backend=slurm", "backend.profile=local"]
-    assert app.main(hydra_conf.compose_launch(args), args) == 2
-    assert "sinfo` does not answer" in capsys.readouterr().out
+    assert message in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
 
 
@@ -151,14 +154,12 @@ def test_local_executor_runs_cells_with_a_concurrency_cap(
     monkeypatch.setenv("LAUNCHER_TEST_STEP_S", "0.2")
     dirs = [make_cell(tmp_path, f"c{i}", steps=4, seed=i) for i in range(3)]
     submitted: list[str] = []
+    params = {"timeout_min": 2, "signal_delay_s": 5, "tasks_per_node": 1}
     outcome = run_local(
         dirs,
         CELL_FN,
         tmp_path / "_submitit",
-        {"timeout_min": 2, "signal_delay_s": 5, "tasks_per_node": 1},
-        2,
-        1,
-        poll_s=0.1,
+        LocalLimits(params, max_parallel=2, max_num_timeout=1, poll_s=0.1),
         on_submit=lambda d, job: submitted.append(d.name),
     )
     assert outcome == {"c0": None, "c1": None, "c2": None}
@@ -179,14 +180,12 @@ def test_local_timeout_requeues_and_resumes_from_checkpoint(
     monkeypatch.setenv("LAUNCHER_TEST_STEP_S", "0.25")
     cell = make_cell(tmp_path, "slow", steps=16, seed=3)  # ≈ 4 s of work
     # 4 s limit, USR2 2 s before it: the first attempt is cut after ~2 s and requeued
+    params = {"timeout_min": 4 / 60, "signal_delay_s": 2, "tasks_per_node": 1}
     outcome = run_local(
         [cell],
         CELL_FN,
         tmp_path / "_submitit",
-        {"timeout_min": 4 / 60, "signal_delay_s": 2, "tasks_per_node": 1},
-        1,
-        6,
-        poll_s=0.2,
+        LocalLimits(params, max_parallel=1, max_num_timeout=6, poll_s=0.2),
     )
     assert outcome == {"slow": None}
     starts = [a["start_step"] for a in read_jsonl(cell / "attempts.jsonl")]
@@ -200,14 +199,12 @@ def test_local_timeout_requeues_and_resumes_from_checkpoint(
 @pytest.mark.usefixtures("_clean_env")
 def test_multi_task_cells_get_a_torch_distributed_environment(tmp_path: Path) -> None:
     cell = make_cell(tmp_path, "ddp", steps=1)
+    params = {"timeout_min": 2, "signal_delay_s": 5, "tasks_per_node": 2}
     outcome = run_local(
         [cell],
         "tests.launcher_cells:env_cell",
         tmp_path / "_submitit",
-        {"timeout_min": 2, "signal_delay_s": 5, "tasks_per_node": 2},
-        1,
-        1,
-        poll_s=0.2,
+        LocalLimits(params, max_parallel=1, max_num_timeout=1, poll_s=0.2),
     )
     assert outcome == {"ddp": None}
     ranks = [json.loads((cell / f"rank_{r}.json").read_text()) for r in (0, 1)]

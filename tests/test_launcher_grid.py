@@ -11,7 +11,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from ablations import app, hydra_conf
-from ablations.cells import Cell, CellError
+from ablations.cells import CellError, CellSpec
 from ablations.grid import GridError, GridSpec
 from ablations.overrides import read_command_line
 from core.config import ExperimentConfig
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 GRIDS = hydra_conf.available("grid")
 
 
-def plan_cells(*overrides: str) -> list[Cell]:
+def plan_cells(*overrides: str) -> list[CellSpec]:
     cfg = hydra_conf.compose_launch(overrides)
     cli = read_command_line(cfg, overrides)
     spec = app.grid_spec(cfg, cli)

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from ablations import app, hydra_conf
-from ablations.state import DONE, FAILED, INCOMPLETE, NEW, RUNNING, classify
 from core.io import read_jsonl, read_yaml, write_json_atomic
+from core.results import Liveness, classify, write_result
 from tests.launcher_cells import expected_value
 
 CELL_FN = "cell_fn=tests.launcher_cells:count_cell"
@@ -166,22 +165,60 @@ def test_classify_liveness_rules(tmp_path: Path) -> None:
     fresh = datetime.now(UTC).isoformat(timespec="seconds")
     old = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
     write_json_atomic(
-        cell / "status.json",
-        {"state": "running", "updated": fresh, "job_ids": ["12_3"], "host": socket.gethostname()},
+        cell / "status.json", {"state": "running", "updated": fresh, "host": socket.gethostname()}
     )
-    assert classify(cell, None)[0] == RUNNING  # recent, liveness unknown
-    assert classify(cell, None, stale_s=0)[0] == INCOMPLETE
-    assert classify(cell, {"12_3"}, ["12_3"])[0] == RUNNING  # squeue knows the job
-    assert classify(cell, {"99"}, ["12_3"])[0] == INCOMPLETE  # squeue answers, job gone
-    assert classify(cell, None, local_pid=os.getpid())[0] == RUNNING
-    assert classify(cell, None, local_pid=dead_pid())[0] == INCOMPLETE
-    write_json_atomic(cell / "status.json", {"state": "pending", "updated": old, "job_ids": []})
-    assert classify(cell, None)[0] == INCOMPLETE  # handed over, never started, nobody alive
+
+    def state(live: Liveness | None = None, stale_s: float = 1800.0) -> str:
+        return classify(cell, live or Liveness(), stale_s).state
+
+    assert state() == "running"  # recent, liveness unknown
+    assert state(stale_s=0) == "incomplete"
+    slurm = ("12_3",)
+    assert state(Liveness(queued=frozenset({"12_3"}), job_ids=slurm)) == "running"  # squeue knows
+    assert state(Liveness(queued=frozenset({"99"}), job_ids=slurm)) == "incomplete"  # job gone
+    assert state(Liveness(pids=(os.getpid(),))) == "running"
+    assert state(Liveness(pids=(dead_pid(),))) == "incomplete"
+    assert state(Liveness(pids=(dead_pid(),), host="elsewhere")) == "running"  # heartbeat decides
+    write_json_atomic(cell / "status.json", {"state": "pending", "updated": old})
+    assert state() == "incomplete"  # handed over, never started, nobody alive
+    assert state(Liveness(pids=(os.getpid(),), host=socket.gethostname())) == "pending"  # queued
     write_json_atomic(cell / "status.json", {"state": "failed", "error": "x"})
-    assert classify(cell, None)[0] == FAILED
-    write_json_atomic(cell / "result.json", {})
-    assert classify(cell, None)[0] == DONE
-    assert classify(tmp_path / "missing", None)[0] == NEW
+    assert state() == "failed"
+    (cell / "result.json").write_text('{"cell_id": "c", "grid')  # torn: not done
+    assert state() == "incomplete"
+    write_json_atomic(cell / "result.json", {})  # valid JSON, not a result: not done either
+    assert state() == "incomplete"
+    blocks = ("axes", "config", "metrics", "efficiency", "hardware", "timing")
+    valid = {"cell_id": "c", "grid": "g", "name": "c", "git_commit": "x", "finished": fresh}
+    write_result(cell, valid | {b: {} for b in blocks})
+    assert state() == "done"
+    assert classify(tmp_path / "missing").state == "new"
+
+
+@pytest.mark.usefixtures("no_injection")
+def test_cells_a_live_launcher_holds_are_not_run_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second launcher started while the first still has cells queued (pending, not yet
+    submitted) leaves them alone; once that launcher is dead they resume."""
+    assert launch(tmp_path) == 0
+    cells = cells_by_name(tmp_path)
+    grid_dir = tmp_path / "smoke"
+    queued = cells[RANDOM]
+    (queued / "result.json").unlink()
+    write_json_atomic(queued / "status.json", {**status(queued), "state": "pending", "host": ""})
+    manifest = json.loads((grid_dir / "jobs.json").read_text())
+    entry = manifest["cells"][queued.name]
+    entry.update(job_id=None, launcher_pid=os.getpid(), host=socket.gethostname())
+    write_json_atomic(grid_dir / "jobs.json", manifest)
+    capsys.readouterr()
+    assert launch(tmp_path) == 0
+    assert "nothing to run" in capsys.readouterr().out  # pending, its launcher alive: skipped
+    assert not (queued / "result.json").exists()
+    entry["launcher_pid"] = dead_pid()
+    write_json_atomic(grid_dir / "jobs.json", manifest)
+    assert launch(tmp_path) == 0
+    assert result(queued)["value"] == expected_value(6, 0)
 
 
 @pytest.mark.usefixtures("no_injection")
@@ -229,22 +266,12 @@ def test_frozen_config_and_status_action(
     assert "done=2" in out and "failed=1" in out and "injected failure" in out
 
 
-def test_collect_calls_the_analysis_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    calls: list[tuple[Any, ...]] = []
-
-    class FakeReport:
-        @staticmethod
-        def write_grid_outputs(root: Path, grid: str, out: Path | None) -> dict[str, Path]:
-            calls.append((root, grid, out))
-            return {"html": Path(root) / grid / "_analysis" / "report.html"}
-
-    monkeypatch.setitem(sys.modules, "analysis.report", FakeReport)
+@pytest.mark.usefixtures("no_injection")
+def test_collect_writes_the_grid_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert launch(tmp_path) == 0
+    capsys.readouterr()
     assert launch(tmp_path, "action=collect") == 0
-    assert calls == [(tmp_path.resolve(), "smoke", None)]
-    assert "report.html" in capsys.readouterr().out
-
-    monkeypatch.setitem(sys.modules, "analysis.report", None)  # import → ImportError
-    assert launch(tmp_path, "action=collect") == 0
-    assert "collect skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    report = tmp_path / "smoke" / "_analysis" / "report.html"
+    assert f"html: {report}" in out and report.is_file()
+    assert "efficiency_md" in out and "smoke" in report.read_text()

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
+from analysis.data import GridData
+from analysis.display import DISPLAY_COLUMNS
 from paper_figures import accuracy_vs_ratio, keep_example
-from paper_figures.data import GridData, SkipFigure
+from paper_figures.common import SkipFigure
 from paper_figures.make_all import FIGURES, main, make_all
 from paper_figures.style import METHOD_STYLES, method_style, new_figure
 from tests.results_fixture import FRAMES, build_results_tree, kept_tokens
@@ -49,7 +51,7 @@ def test_keep_example_picks_three_methods_in_paper_order(made):
     data = GridData.load(tree.root, "prune_sweep")
     examples, notes = keep_example.collect_examples(data)
     assert len(examples) == 3 and notes == []
-    rows = keep_example.pick_slice(examples)
+    rows = keep_example.pick_slice(examples, data.labels)
     assert [ex.method for ex in rows] == ["random", "easy", "scorer"]
     assert all(int(ex.keep.sum()) == kept_tokens(0.5) for ex in rows)
     assert all(ex.keep[0].all() for ex in rows if ex.method in ("easy", "scorer"))
@@ -58,10 +60,10 @@ def test_keep_example_picks_three_methods_in_paper_order(made):
 def test_keep_example_shades_exactly_the_dropped_windows(made):
     tree, _, _, _ = made
     data = GridData.load(tree.root, "prune_sweep")
-    ex = keep_example.pick_slice(keep_example.collect_examples(data)[0])[0]
+    ex = keep_example.pick_slice(keep_example.collect_examples(data)[0], data.labels)[0]
     fig = new_figure(8, 2)
     grid = fig.add_gridspec(1, FRAMES)
-    keep_example._frame_row(fig, grid, 0, ex, np.arange(FRAMES))
+    keep_example._frame_row(fig, grid, 0, ex, np.arange(FRAMES), "random")
     for f, ax in enumerate(fig.axes):
         shaded = [p for p in ax.patches if isinstance(p, Rectangle)]
         assert len(shaded) == int((~ex.keep[f]).sum())
@@ -86,15 +88,21 @@ def test_bad_keep_file_is_reported(tmp_path):
     assert len(examples) == 2 and "missing field(s) keep" in notes[0]
 
 
-def test_unknown_method_gets_a_stable_fallback_style(made, tmp_path):
+def test_unknown_method_gets_a_stable_fallback_style_and_its_key_as_label(made, tmp_path):
     style = method_style("tome")
-    assert style == method_style("tome") and style.label == "tome"
+    assert style == method_style("tome")
     assert style.color not in {s.color for s in METHOD_STYLES.values()}
-    assert method_style("scorer").label == "STTS"
     tree, _, _, _ = made
     data = GridData.load(tree.root, "prune_sweep")
+    assert data.labels.label("method", "scorer") == "STTS"  # from the cells' display blocks
+    # a method no result describes (an older tree): label = key, sorted after the known ones
     cells = data.cells.assign(method=data.cells["method"].replace("easy", "tome"))
+    columns = list(DISPLAY_COLUMNS)
+    cells[columns] = cells[columns].astype(object)
+    cells.loc[cells["method"] == "tome", columns] = None
     renamed = GridData.from_cells(tree.root, "prune_sweep", cells)
+    assert renamed.labels.label("method", "tome") == "tome"
+    assert renamed.methods(renamed.agg) == ["none", "random", "heuristic", "scorer", "tome"]
     pdf, png = accuracy_vs_ratio.make(renamed, tmp_path)
     assert png.stat().st_size > 20000
 
@@ -115,7 +123,7 @@ def test_figures_skip_when_nothing_is_done(tmp_path):
                 "ratio": [0.5],
                 "layer": [1],
                 "seed": [0],
-                "state": ["missing"],
+                "state": ["new"],
                 "cell_dir": [None],
             }
         ),

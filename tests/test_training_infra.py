@@ -1,4 +1,4 @@
-"""Checkpoints, RNG capture, optimizer groups, LR schedule, status.json and seeding."""
+"""Checkpoints, RNG capture, optimizer groups, LR schedule and seeding."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from core.training import checkpoint as ck
 from core.training.batches import ResumableBatchSampler
 from core.training.schedule import build_optimizer, build_scheduler, lr_factor
 from core.training.seeding import seed_everything
-from core.training.status import CellStatus, git_commit, is_done, read_status
 
 
 def _draws() -> tuple:
@@ -215,55 +214,6 @@ def test_schedule_edge_cases():
     assert lr_factor(0, 0, 1, 0.1) == 1.0  # a single step with no warm-up runs at the base lr
     assert lr_factor(0, 5, 5, 0.1) == pytest.approx(0.2)  # warm-up only
     assert lr_factor(9, 0, 10, 0.3) == pytest.approx(0.3)
-
-
-# ---- status.json --------------------------------------------------------------------------
-def test_status_lifecycle(tmp_path):
-    cell = tmp_path / "grid" / "abc"
-    st = CellStatus(cell)
-    st.start(host="h1", commit="c0ffee", job_id="42")
-    s = read_status(cell)
-    assert (s["state"], s["attempts"], s["host"], s["git_commit"]) == ("running", 1, "h1", "c0ffee")
-    assert s["job_ids"] == ["42"]
-    st.update(17)
-    st.fail("RuntimeError: boom", step=17)
-    s = read_status(cell)
-    assert (s["state"], s["error"], s["failed_step"], s["step"]) == (
-        "failed",
-        "RuntimeError: boom",
-        17,
-        17,
-    )
-    # a requeued attempt reads the file back, counts the attempt and clears the error
-    st2 = CellStatus(cell)
-    st2.start(host="h2", commit="c0ffee", job_id="43")
-    s = read_status(cell)
-    assert (s["attempts"], s["error"], s["failed_step"], s["step"]) == (2, None, None, 17)
-    assert s["job_ids"] == ["42", "43"]
-    assert not is_done(cell)
-    st2.finish(step=30)
-    s = read_status(cell)
-    assert s["state"] == "done" and s["finished"] and s["step"] == 30
-    assert set(s) == {
-        "state", "attempts", "host", "git_commit", "started", "updated", "finished", "error",
-        "failed_step", "job_ids", "step",
-    }  # fmt: skip
-    (cell / "result.json").write_text("{}")
-    assert is_done(cell)
-
-
-def test_status_truncates_long_errors_keeping_the_tail(tmp_path):
-    st = CellStatus(tmp_path)
-    st.start(host="h", commit="x")
-    st.fail(ValueError("x" * 10000 + "THE END"), step=None)
-    err = read_status(tmp_path)["error"]
-    assert err.endswith("THE END") and len(err) < 4100
-
-
-def test_git_commit_of_this_repo_or_unknown(tmp_path):
-    commit = git_commit()
-    assert commit == "unknown" or (len(commit) == 40 and int(commit, 16) >= 0)
-    assert git_commit(str(tmp_path)) == "unknown"  # not a repository
 
 
 # ---- seeding ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Backends that run planned cells: inline (this process), local (submitit LocalExecutor), slurm.
 
+`BACKENDS` maps each name to its `prepare(settings, spec) -> submit` (ablations.backends.base).
 `choose_backend` resolves `backend=auto`: SLURM only when `sinfo` answers AND a SLURM_* variable
 is set or the chosen profile says `auto: true` (never merely because `srun` is on PATH), else inline.
 """
@@ -10,10 +11,16 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ablations.backends import inline, local, slurm
+from ablations.backends.base import LaunchSettings, Prepare, Submit
 from ablations.jobs import sinfo_answers
 from ablations.profiles import load_profile
 
-BACKENDS = ("inline", "local", "slurm")
+BACKENDS: dict[str, Prepare] = {
+    "inline": inline.prepare,
+    "local": local.prepare,
+    "slurm": slurm.prepare,
+}
 
 
 def choose_backend(backend: Mapping[str, Any]) -> str:
@@ -21,7 +28,9 @@ def choose_backend(backend: Mapping[str, Any]) -> str:
     if name in BACKENDS:
         return name
     if name != "auto":
-        raise ValueError(f"backend={name!r}: unknown backend. Fix: use auto or one of {BACKENDS}.")
+        raise ValueError(
+            f"backend={name!r}: unknown backend. Fix: use auto or one of {tuple(BACKENDS)}."
+        )
     if not sinfo_answers(float(backend.get("probe_timeout_s") or 5)):
         return "inline"
     in_slurm_env = any(k.startswith("SLURM_") for k in os.environ)
@@ -36,3 +45,6 @@ def choose_backend(backend: Mapping[str, Any]) -> str:
             "chosen. Fix: add backend.profile=<name> (slurm/profiles/), or backend=inline."
         )
     return "inline"
+
+
+__all__ = ["BACKENDS", "LaunchSettings", "Submit", "choose_backend"]

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from ablations.backends.base import LaunchSettings, Submit
 from ablations.backends.job import load_callable
-from ablations.state import mark_failed
-from core.training.status import CellStatus
+from ablations.grid import GridSpec
+from ablations.state import mark_failed, write_pending
+from core.results import is_done, record_jobs
+
+
+def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
+    """Inline needs no settings; the job id `inline-<pid>` names this launcher process."""
+
+    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
+        record_jobs(grid_dir, "inline", {d.name: f"inline-{os.getpid()}" for d in cell_dirs})
+        run_inline(cell_dirs, settings.cell_fn)
+        return True
+
+    return submit
 
 
 def run_inline(cell_dirs: Sequence[Path], cell_fn: str) -> dict[str, str | None]:
@@ -23,7 +37,7 @@ def run_inline(cell_dirs: Sequence[Path], cell_fn: str) -> dict[str, str | None]
             fn = fn or load_callable(cell_fn)
             fn(str(cell_dir))
         except KeyboardInterrupt:
-            CellStatus(cell_dir).pending()  # interrupted, not failed: the next launch resumes it
+            write_pending(cell_dir)  # interrupted, not failed: the next launch resumes it
             raise
         except Exception as exc:  # one cell's failure never stops the others
             reason = f"{type(exc).__name__}: {exc}"
@@ -33,9 +47,7 @@ def run_inline(cell_dirs: Sequence[Path], cell_fn: str) -> dict[str, str | None]
             traceback.print_exc()
             continue
         outcome[cell_dir.name] = (
-            None
-            if (cell_dir / "result.json").is_file()
-            else ("the cell function returned without writing result.json")
+            None if is_done(cell_dir) else "the cell function returned without a valid result.json"
         )
         if outcome[cell_dir.name]:
             mark_failed(cell_dir, outcome[cell_dir.name] or "")

@@ -9,49 +9,95 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
 
+from ablations.backends.base import LaunchSettings, Submit
 from ablations.backends.job import CellJob, export_repo_path
+from ablations.grid import GridSpec
 from ablations.state import mark_failed
+from core.results import SUBMITIT_DIR, is_done, record_jobs
 
 
-def local_executor(folder: Path, params: dict[str, Any], max_num_timeout: int) -> Any:
-    executor = submitit.LocalExecutor(folder=str(folder / "%j"), max_num_timeout=max_num_timeout)
-    executor.update_parameters(**params)
-    return executor
+@dataclass(frozen=True)
+class LocalLimits:
+    """How local jobs run: `params` for update_parameters (timeout_min, signal_delay_s,
+    tasks_per_node, gpus_per_node, ...), the concurrency cap, time-out requeues, poll period."""
+
+    params: dict[str, Any]
+    max_parallel: int = 2
+    max_num_timeout: int = 3
+    poll_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_parallel < 1:
+            raise ValueError(f"backend.max_parallel={self.max_parallel}: must be ≥ 1. Fix: e.g. 2.")
+
+
+def limits(settings: LaunchSettings, spec: GridSpec) -> LocalLimits:
+    """The grid's resources, with `backend.timeout_min` winning, and the `backend.*` caps."""
+    res, backend = spec.resources, settings.backend
+    gpus = int(res.get("gpus") or 0)
+    params = {
+        "timeout_min": float(backend.get("timeout_min") or res["timeout_min"]),
+        "signal_delay_s": int(backend.get("signal_delay_s", 30)),
+        "tasks_per_node": int(res.get("tasks") or max(gpus, 1)),
+        "gpus_per_node": gpus,
+        "nodes": 1,
+    }
+    return LocalLimits(
+        params,
+        int(backend.get("max_parallel", 2)),
+        int(backend.get("max_num_timeout", 3)),
+        float(backend.get("poll_s", 1.0)),
+    )
+
+
+def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
+    """Check the local settings now; the submit blocks until every cell has finished."""
+    checked = limits(settings, spec)
+
+    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
+        run_local(
+            cell_dirs,
+            settings.cell_fn,
+            grid_dir / SUBMITIT_DIR,
+            checked,
+            on_submit=lambda d, job: record_jobs(grid_dir, "local", {d.name: job}),
+        )
+        return True
+
+    return submit
 
 
 def run_local(
     cell_dirs: Sequence[Path],
     cell_fn: str,
     folder: Path,
-    params: dict[str, Any],
-    max_parallel: int,
-    max_num_timeout: int,
-    poll_s: float = 1.0,
+    limits: LocalLimits,
     on_submit: Callable[[Path, str], None] | None = None,
 ) -> dict[str, str | None]:
-    """{cell dir name: None if done, else the error}. `params` go to update_parameters
-    (timeout_min, signal_delay_s, tasks_per_node, gpus_per_node, ...)."""
-    if max_parallel < 1:
-        raise ValueError(f"backend.max_parallel={max_parallel}: must be ≥ 1.")
+    """{cell dir name: None if done, else the error}."""
     export_repo_path()
-    executor = local_executor(folder, params, max_num_timeout)
+    executor = submitit.LocalExecutor(
+        folder=str(folder / "%j"), max_num_timeout=limits.max_num_timeout
+    )
+    executor.update_parameters(**limits.params)
     queue = list(cell_dirs)
     running: dict[Any, Path] = {}
     outcome: dict[str, str | None] = {}
     while queue or running:
-        while queue and len(running) < max_parallel:
+        while queue and len(running) < limits.max_parallel:
             cell_dir = queue.pop(0)
             job = executor.submit(CellJob(cell_fn, str(cell_dir)))
             running[job] = cell_dir
             print(f"[local] {cell_dir.name}: job {job.job_id}", flush=True)
             if on_submit is not None:
                 on_submit(cell_dir, str(job.job_id))
-        time.sleep(poll_s)
+        time.sleep(limits.poll_s)
         for job, cell_dir in list(running.items()):
             if not job.done():
                 continue
@@ -67,14 +113,15 @@ def run_local(
 
 
 def job_error(job: Any, cell_dir: Path) -> str | None:
-    """None when the cell wrote result.json; else the job's exception (last line) or a reason."""
-    if (cell_dir / "result.json").is_file():
+    """None when the cell wrote a valid result.json; else the job's exception (last line) or a
+    reason."""
+    if is_done(cell_dir):
         return None
     try:
         exc = job.exception()
     except Exception as err:  # UncompletedJobError: died without a result pickle
         exc = err
     if exc is None:
-        return "job finished without writing result.json"
+        return "job finished without writing a valid result.json"
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else exc}"

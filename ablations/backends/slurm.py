@@ -1,17 +1,70 @@
 """SLURM job arrays through submitit: one array per grid, explicit limits, requeue on time-out.
 
 Parameters come from the grid's `resources` capped/filled by the cluster profile. Submission
-returns as soon as sbatch has answered; the caller records the job ids in jobs.json.
+returns as soon as sbatch has answered and the job ids are in jobs.json; with `wait=true` it then
+blocks until none of the cells is queued or running.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ablations.backends.base import LaunchSettings, Submit
 from ablations.backends.job import CellJob, export_repo_path
-from ablations.profiles import ProfileError
+from ablations.grid import GridSpec
+from ablations.jobs import live_jobs, sinfo_answers
+from ablations.profiles import ProfileError, load_profile
+from ablations.status import grid_states
+from core.results import JOBS_FILE, SUBMITIT_DIR, State, record_jobs
+
+
+def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
+    """Load the profile, build the parameters and check that a controller answers, now."""
+    backend = settings.backend
+    profile = load_profile(str(backend.get("profile") or ""))
+    params = slurm_parameters(profile, spec.resources, f"vidprune-{spec.name}")
+    if not sinfo_answers(float(backend.get("probe_timeout_s") or 5)):
+        raise ValueError(
+            "backend=slurm: `sinfo` does not answer (no SLURM controller reachable). Fix: run on a "
+            "login node, start one with slurm/single_node.sh up, or use backend=inline/local."
+        )
+    poll_s = float(backend.get("poll_s", 10))
+
+    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
+        submitted = submit_slurm(
+            cell_dirs, settings.cell_fn, grid_dir / SUBMITIT_DIR, profile, params
+        )
+        record_jobs(grid_dir, "slurm", submitted)
+        first, last = next(iter(submitted.values())), list(submitted.values())[-1]
+        print(
+            f"submitted {len(submitted)} cells to SLURM (jobs {first} … {last}); manifest "
+            f"{grid_dir / JOBS_FILE}"
+        )
+        if not settings.wait:
+            print(
+                f"check: python ablations/launch.py grid={spec.name} action=status "
+                f"results_root={grid_dir.parent}"
+            )
+            return False
+        wait_for(grid_dir, list(submitted), poll_s, settings.stale_s)
+        return True
+
+    return submit
+
+
+def wait_for(grid_dir: Path, cell_ids: list[str], poll_s: float, stale_s: float) -> None:
+    """Block until none of the cells is queued or running (SLURM liveness from squeue)."""
+    wanted = set(cell_ids)
+    while True:
+        rows = grid_states(grid_dir, live_jobs(), stale_s)
+        if not any(
+            r["cell_id"] in wanted and r["state"] in (State.RUNNING, State.PENDING) for r in rows
+        ):
+            return
+        time.sleep(poll_s)
 
 
 def slurm_parameters(

@@ -21,6 +21,7 @@ from core.config.pruning import PruningConfig
 from core.config.train import EvalConfig, LoggingConfig, TrainConfig
 from core.config.vision import VisionConfig
 from core.registry import REDUCERS
+from core.results import RUNTIME_KEYS
 
 SECTIONS = {
     "data": DataConfig,
@@ -33,22 +34,6 @@ SECTIONS = {
     "eval": EvalConfig,
     "logging": LoggingConfig,
 }
-
-# Keys that change where or how a cell runs, not what it computes: excluded from the cell id.
-RUNTIME_KEYS = (
-    "data.data_root",
-    "data.num_workers",
-    "train.device",
-    "train.num_threads",
-    "train.log_every",
-    "train.checkpoint_every",
-    "logging.wandb",
-    "logging.project",
-    "logging.entity",
-    "logging.group",
-    "logging.job_type",
-    "logging.tags",
-)
 
 
 @dataclass

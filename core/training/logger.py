@@ -23,9 +23,9 @@ from core.io import (
     read_jsonl,
     write_json_atomic,
 )
+from core.results import METRICS_FILE
 
 PHASES = ("train", "eval")
-METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 WANDB_RECORD = "wandb_run.json"
 KEY_SEP = "/"  # replaces "." in config keys sent to W&B (its filters mishandle dotted keys)
