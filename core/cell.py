@@ -50,7 +50,7 @@ from core.training.checkpoint import (
 from core.training.distributed import DistInfo, init_distributed
 from core.training.evaluate import chance_level, evaluate
 from core.training.logger import RunLogger, drop_train_rows_after, make_logger
-from core.training.schedule import build_optimizer, build_scheduler
+from core.training.schedule import build_optimizer, build_scheduler, is_reducer_parameter
 from core.training.seeding import seed_everything
 from core.training.trainer import (
     NonFiniteLoss,
@@ -86,6 +86,19 @@ def load_cell_config(cell_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
         raise ValueError(f"{path}: expected a mapping of config sections")
     meta = raw.pop("cell", None) or {}
     return ExperimentConfig.from_dict(raw), meta
+
+
+def load_all_but_reducer(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Load `weights` into every parameter and buffer of `model` except the token reducer's;
+    anything else missing or unexpected means the checkpoint is of another model."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not is_reducer_parameter(k)]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: its weights do not fit this cell's model (missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}). Fix: start from a checkpoint of the same vision, "
+            "connector, lm and fusion settings."
+        )
 
 
 def unpruned_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -151,6 +164,7 @@ class CellRun:
         self.cell_id = self.meta.get("cell_id") or self.cfg.identity_hash()
         self.callbacks = list(callbacks)
         self.state = TrainState()
+        self.init_info: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
         finished = read_result(self.dir)  # a torn or invalid result.json is not done: rerun
@@ -233,13 +247,33 @@ class CellRun:
         return CellData(cfg.lm.vocab_size or tokenizer.vocab_size, segments, val)
 
     def build_model(self, vocab_size: int, device: torch.device) -> VideoVLM:
-        """The VLM, seeded, optionally initialised from `train.init_from` (weights only)."""
+        """The VLM, seeded, then initialised from its base cell (`train.init_cell`) or a
+        checkpoint (`train.init_from`) when set: every weight but the reducer's, which stays
+        freshly initialised (a fine-tuned reducer starts from scratch on a pretrained model)."""
         torch.manual_seed(self.cfg.train.seed)
         model = VideoVLM(self.cfg, vocab_size).to(device)
-        if self.cfg.train.init_from:
-            weights = load_checkpoint(self.cfg.train.init_from)
-            model.load_state_dict(weights.get("model", weights), strict=False)
+        source = self.init_source()
+        if source is not None:
+            weights = load_checkpoint(source)
+            load_all_but_reducer(model, weights.get("model", weights), source)
+            self.init_info = {"checkpoint": str(source), "step": weights.get("step")}
         return model
+
+    def init_source(self) -> Path | None:
+        """The checkpoint this cell starts from, checked before any training."""
+        train = self.cfg.train
+        if train.init_from:
+            return Path(train.init_from)
+        if not train.init_cell:
+            return None
+        base = self.dir.parent / train.init_cell
+        if read_result(base) is None:
+            raise FileNotFoundError(
+                f"train.init_cell={train.init_cell}: its base cell {base} has not finished (no "
+                "valid result.json). Fix: run the grid's base stage first (the launcher orders "
+                "the stages), or relaunch the grid."
+            )
+        return base / CHECKPOINT
 
     def build_optimisation(self, model: nn.Module, total_steps: int) -> Optimisation:
         optimizer = build_optimizer(model, self.cfg.train)
@@ -452,6 +486,7 @@ class CellRun:
             "efficiency": efficiency,
             "hardware": hardware_info(device),
             "timing": timing,
+            "init": {"cell": self.cfg.train.init_cell, **self.init_info},
             "git_commit": status.git_commit if status else "unknown",
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }

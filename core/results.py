@@ -46,6 +46,13 @@ CELL_FILES = (RESULT_FILE, STATUS_FILE, CONFIG_FILE)
 
 # The sweep axes of every grid, in cell-name order.
 AXES = ("arch", "method", "ratio", "layer", "seed")
+# How a cell's model came to be (the field's protocol): `base` = the unpruned model trained per
+# arch × seed; `finetune` = trained from its base for the same steps as every other method (the
+# unpruned control included); `zeroshot` = a training-free method evaluated on its base with no
+# training; `scratch` = trained from random initialisation (grids without a protocol).
+PROTOCOLS = ("base", "finetune", "zeroshot", "scratch")
+# Every planned cell records its sweep axes plus its protocol.
+CELL_AXES = (*AXES, "protocol")
 
 # Keys that change where or how a cell runs, not what it computes: left out of the cell id, and
 # allowed to differ between the seeds of one group.

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.cell import run_cell
+from core.cell import CellRun, run_cell
 from core.config import ExperimentConfig
 from core.io import read_json, read_yaml
 from core.models.vlm import VideoVLM
 from core.results import git_commit, read_status
 from core.training.batches import ResumableBatchSampler
 from core.training.checkpoint import load_checkpoint
-from core.training.trainer import NonFiniteLoss
+from core.training.trainer import NonFiniteLoss, TrainCallback, TrainState
 from tests.cell_fixtures import (
     BATCH,
     N_TRAIN,
@@ -339,3 +339,50 @@ def test_caption_phase_runs_before_the_task(data_root: Path, tmp_path: Path) -> 
         (4, "qa"),
     ]
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+
+
+# ---- 8. the protocol: a fine-tune cell starts from its base ----------------------------------
+class StartWeights(TrainCallback):
+    """The model's weights when training begins (after initialisation and any resume)."""
+
+    def __init__(self) -> None:
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, state: TrainState, model: torch.nn.Module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_fine_tune_cell_starts_from_exactly_its_base_weights_reducer_excepted(
+    data_root: Path, tmp_path: Path
+) -> None:
+    grid = tmp_path / "grid"
+    base_sections = cell_config(data_root, "tinyqa", pruning={"method": "none", "ratio": 0.0})
+    base_dir = make_cell(grid / "base0", base_sections)
+    run_cell(base_dir)
+    base_weights = final_weights(base_dir)
+    assert not any(".reducer." in k for k in base_weights)
+
+    tuned = cell_config(data_root, "tinyqa", train={"init_cell": "base0", "steps": 2})
+    tuned_dir = make_cell(grid / "tuned", tuned)
+    start = StartWeights()
+    result = run_cell(tuned_dir, callbacks=[start])
+    reducer = [k for k in start.weights if ".reducer." in k]
+    assert reducer and set(start.weights) - set(reducer) == set(base_weights)
+    for key, value in base_weights.items():
+        assert torch.equal(start.weights[key], value), key
+    run = CellRun(tuned_dir)
+    torch.manual_seed(run.cfg.train.seed)
+    fresh = VideoVLM(run.cfg, run.build_data().vocab_size).state_dict()
+    for key in reducer:  # the reducer starts from its fresh (seeded) initialisation
+        assert torch.equal(start.weights[key], fresh[key]), key
+    assert result["init"]["cell"] == "base0" and result["init"]["step"] == 6
+
+    # The base id is part of the cell's identity; a missing base stops the cell before training.
+    other = ExperimentConfig.from_dict(cell_config(data_root, "tinyqa", train={"init_cell": "b1"}))
+    assert other.identity_hash() != ExperimentConfig.from_dict(tuned).identity_hash()
+    orphan = make_cell(grid / "orphan", cell_config(data_root, "tinyqa", train={"init_cell": "b1"}))
+    with pytest.raises(
+        FileNotFoundError, match=r"train.init_cell=b1: its base cell .* not finished"
+    ):
+        run_cell(orphan)
+    assert not train_rows(orphan)

@@ -6,6 +6,7 @@ import io
 import re
 
 import pytest
+import torch
 
 from core.training.progress import TrainProgress, format_eta, resolve_mode
 from core.training.trainer import TrainState
@@ -18,7 +19,7 @@ class _Terminal(io.StringIO):
 
 def _drive(progress: TrainProgress, start: int = 0, total: int = 4) -> None:
     state = TrainState(step=start, total_steps=total)
-    progress.on_train_begin(state)
+    progress.on_train_begin(state, torch.nn.Linear(1, 1))
     for step in range(start + 1, total + 1):
         state.step = step
         progress.on_log({"train/loss": 1.0 / step, "train/task": "qa"}, step)

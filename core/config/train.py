@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from core.config._build import fail
@@ -35,6 +36,10 @@ class TrainConfig:
     precision: str = "auto"
     num_threads: int = 0  # 0 → torch default
     init_from: str = ""  # optional checkpoint to start from (weights only)
+    # A cell of the same grid (its id) whose final weights this cell starts from: the base of a
+    # fine-tune or zero-shot cell. Part of the cell's identity, so a changed base re-runs exactly
+    # its dependents. The launcher sets it from the grid's protocol.
+    init_cell: str = ""
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.caption_steps < 0:
@@ -61,6 +66,20 @@ class TrainConfig:
             fail("train.checkpoint_every", self.checkpoint_every, "must be ≥ 1", "use e.g. 100")
         if self.device not in DEVICES:
             fail("train.device", self.device, "unknown device", f"use one of {DEVICES}")
+        if self.init_cell and self.init_from:
+            fail(
+                "train.init_cell",
+                self.init_cell,
+                f"conflicts with train.init_from={self.init_from!r}: a cell starts from one source",
+                "set only one of them",
+            )
+        if self.init_cell and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.init_cell):
+            fail(
+                "train.init_cell",
+                self.init_cell,
+                "is not a cell id (letters, digits, - and _ only)",
+                "give the id of a cell folder of the same grid",
+            )
         if self.precision not in PRECISIONS:
             fail("train.precision", self.precision, "unknown precision", f"use one of {PRECISIONS}")
 

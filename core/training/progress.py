@@ -11,6 +11,8 @@ import sys
 import time
 from typing import IO, Any
 
+from torch import nn
+
 from core.training.trainer import TrainCallback, TrainState
 
 MODES = ("auto", "bar", "lines", "off")
@@ -51,7 +53,7 @@ class TrainProgress(TrainCallback):
         elapsed = time.perf_counter() - self.started
         return (step - self.first_step) / elapsed if step > self.first_step and elapsed > 0 else 0.0
 
-    def on_train_begin(self, state: TrainState) -> None:
+    def on_train_begin(self, state: TrainState, model: nn.Module) -> None:
         self.started, self.first_step, self.total = (
             time.perf_counter(),
             state.step,

@@ -56,8 +56,9 @@ class TrainState:
 class TrainCallback:
     """Hooks the loop calls; every method is optional (the base class does nothing)."""
 
-    def on_train_begin(self, state: TrainState) -> None:
-        """Before the first step of this run (`state.step` > 0 when resuming)."""
+    def on_train_begin(self, state: TrainState, model: nn.Module) -> None:
+        """Before the first step of this run, with the model as it starts (initialised, or
+        resumed: `state.step` > 0)."""
 
     def on_log(self, metrics: dict[str, Any], step: int) -> None:
         """Windowed training metrics every `train.log_every` steps and at each segment's end."""
@@ -105,7 +106,7 @@ def train(
     params = [p for p in loop.model.parameters() if p.requires_grad]
     loop.model.train()
     for cb in loop.callbacks:
-        cb.on_train_begin(state)
+        cb.on_train_begin(state, loop.model)
     ran = False
     for segment in segments:
         if state.step >= segment.stop:
