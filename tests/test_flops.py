@@ -44,7 +44,7 @@ def test_unpruned_joint_decoder_by_hand():
     assert fl.patch_embed * G == pytest.approx(PATCH_EMBED)
     assert [b * G for b in fl.vit_blocks] == pytest.approx([FULL_BLOCK] * 3)
     assert fl.vit * G == pytest.approx(24576 + 3 * 9216)
-    assert fl.scorer == 0
+    assert fl.reducer == 0
     assert fl.connector * G == pytest.approx(8 * 2 * 8 * 16)  # K · 2Dd = 2048
     # S = 8 + 4 = 12: q,o 12288 + k,v 6144 + attention 9216 + SwiGLU 36864 + LM head 128000
     assert jd_layer(12) == 64512
@@ -63,16 +63,16 @@ def test_stts_blocks_scorer_and_layer_offset_vs_easy_by_hand():
     assert [b * G for b in easy.vit_blocks] == pytest.approx([FULL_BLOCK, KEPT_BLOCK, KEPT_BLOCK])
     assert stts.vit_tokens_per_block == [8, 8, 4] and easy.vit_tokens_per_block == [8, 4, 4]
     # scorer per frame: q 512 + k,v 1024 + attention 128 + o 512 + MLP 2·4·(256 + 256 + 16) = 4224
-    assert stts.scorer * G == pytest.approx(2 * (512 + 1024 + 128 + 512 + 4224))
+    assert stts.reducer * G == pytest.approx(2 * (512 + 1024 + 128 + 512 + 4224))
     # easy: one cosine pass 2 · P′ · w² · D per frame
-    assert easy.scorer * G == pytest.approx(2 * 2 * 4 * 1 * 8)
+    assert easy.reducer * G == pytest.approx(2 * 2 * 4 * 1 * 8)
     assert stts.connector * G == pytest.approx(4 * 256)
     assert stts.llm * G == pytest.approx(jd_layer(8) + LM_HEAD)
 
 
 def test_random_scoring_is_free_and_kept_per_frame_sets_attention_term():
     rnd = analytic_flops(tiny(pruning={"method": "random", "ratio": 0.5, "prune_at": 0}))
-    assert rnd.scorer == 0
+    assert rnd.reducer == 0
     uneven = analytic_flops(
         tiny(pruning={"method": "random", "ratio": 0.5, "prune_at": 0}), kept_per_frame=[4, 0]
     )
@@ -87,13 +87,15 @@ def test_random_scoring_is_free_and_kept_per_frame_sets_attention_term():
 
 
 def test_attentional_pool_connector_by_hand():
-    fl = analytic_flops(tiny(connector={"type": "attentional_pool", "window": 1, "heads": 2}))
+    fl = analytic_flops(
+        tiny(connector={"type": "attentional_pool", "window": 1, "attentional_pool": {"heads": 2}})
+    )
     per_token = 2 * 64 + 4 * 1 * 64 + 4 * 1 * 8 + 2 * 64 + 2 * 8 * 16  # 800
     assert fl.connector * G == pytest.approx(8 * per_token)
 
 
 def test_cross_attention_sequence_excludes_visual_tokens_by_hand():
-    fl = analytic_flops(tiny(fusion={"arch": "cross_attention", "cross_attention_every": 1}))
+    fl = analytic_flops(tiny(fusion={"arch": "cross_attention", "cross_attention": {"every": 1}}))
     text_layer = jd_layer(4)  # S = T = 4: 4096 + 2048 + 1024 + 12288
     assert text_layer == 19456
     xattn = 4 * 4 * 256 + 4 * 8 * 16 * 8 + 4 * 4 * 8 * 16 + 6 * 4 * 16 * 32  # K = 8 in K/V only
@@ -103,8 +105,12 @@ def test_cross_attention_sequence_excludes_visual_tokens_by_hand():
 
 
 def test_cross_attention_every_counts_blocks():
-    cfg = tiny(lm={"n_layers": 4}, fusion={"arch": "cross_attention", "cross_attention_every": 2})
-    one = tiny(lm={"n_layers": 4}, fusion={"arch": "cross_attention", "cross_attention_every": 4})
+    cfg = tiny(
+        lm={"n_layers": 4}, fusion={"arch": "cross_attention", "cross_attention": {"every": 2}}
+    )
+    one = tiny(
+        lm={"n_layers": 4}, fusion={"arch": "cross_attention", "cross_attention": {"every": 4}}
+    )
     xattn = 4 * 4 * 256 + 4 * 8 * 16 * 8 + 4 * 4 * 8 * 16 + 6 * 4 * 16 * 32
     diff = analytic_flops(cfg).llm - analytic_flops(one).llm
     assert diff * G == pytest.approx(xattn)  # 2 blocks vs 1
@@ -112,15 +118,15 @@ def test_cross_attention_every_counts_blocks():
 
 def test_moma_expert_choice_by_hand_and_mot_equals_joint_decoder():
     moma = analytic_flops(
-        tiny(fusion={"arch": "moma", "moma_image_experts": 2, "moma_text_experts": 2})
+        tiny(fusion={"arch": "moma", "moma": {"image_experts": 2, "text_experts": 2}})
     )
     attention = 4 * 12 * 256 + 4 * 12 * 16 * 8 + 4 * 144 * 16  # shared attention, S = 12
     image = 2 * 6 * 4 * 16 * 32 + 2 * 8 * 16 * 2  # 2 experts × ceil(8/2) tokens + router
     text = 2 * 6 * 2 * 16 * 32 + 2 * 4 * 16 * 2  # 2 experts × ceil(4/2) tokens + router
     assert moma.llm * G == pytest.approx(attention + image + text + LM_HEAD)
     capped = analytic_flops(
-        tiny(fusion={"arch": "moma", "moma_image_experts": 2, "moma_text_experts": 2,
-                     "moma_capacity": 0.3})
+        tiny(fusion={"arch": "moma", "moma": {"image_experts": 2, "text_experts": 2,
+                                               "capacity": 0.3}})
     )  # fmt: skip
     # ceil(0.3 · 8) = 3 image tokens, ceil(0.3 · 4) = 2 text tokens per expert
     image3 = 2 * 6 * 3 * 16 * 32 + 2 * 8 * 16 * 2
@@ -138,7 +144,7 @@ def test_single_frame_images_are_never_pruned():
     cfg = tiny(data={"max_frames": 2}, pruning={"method": "scorer", "ratio": 0.5, "prune_at": 0})
     one = analytic_flops(cfg, frames=1)
     assert one.vision_tokens_llm == one.vision_tokens_full == 4
-    assert one.scorer == 0 and one.vit_tokens_per_block == [4, 4, 4]
+    assert one.reducer == 0 and one.vit_tokens_per_block == [4, 4, 4]
 
 
 @pytest.mark.parametrize("method", ["scorer", "easy", "random"])
@@ -161,7 +167,7 @@ def test_total_decreases_monotonically_with_ratio(method, arch):
         fl = analytic_flops(cfg)
         totals.append(fl.total)
         kept.append(fl.vision_tokens_llm)
-        assert fl.total == pytest.approx(fl.vit + fl.scorer + fl.connector + fl.llm)
+        assert fl.total == pytest.approx(fl.vit + fl.reducer + fl.connector + fl.llm)
     assert kept == sorted(kept, reverse=True) and len(set(kept)) == len(kept)
     # ratio 0 costs no scorer; every positive ratio is strictly cheaper than the one before
     assert all(a > b for a, b in zip(totals[1:], totals[2:], strict=False))

@@ -7,10 +7,10 @@ import torch
 
 from core import budget
 from core.config import ConfigError, ExperimentConfig
+from core.layers.packing import build_pack_plan, first_fit_decreasing
+from core.layers.windows import WindowGrid
 from core.models.vision.vit import ViTBlock
 from core.models.vision_tower import VisionTower
-from core.models.windows import WindowGrid
-from core.pruning.packing import build_pack_plan, first_fit_decreasing
 from tests.helpers_model import tiny_config, video_batch
 
 METHODS = ["random", "easy", "heuristic", "scorer", "oracle"]
@@ -133,20 +133,20 @@ def test_pack_unpack_roundtrip_and_first_fit_decreasing():
 def test_scorer_gradients_flow_through_the_bias_and_the_aux_loss():
     batch = video_batch(tiny_config())
     # task path only (aux off): gradient reaches the scorer through the key bias
-    tower = _tower("scorer", 0.5, aux_coef=0.0)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.0})
     out = _encode(tower, batch, train=True)
     assert out.aux_loss is None
     out.features.pow(2).sum().backward()
     grads = [p.grad for p in tower.reducer.parameters()]
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
     # aux path only
-    tower = _tower("scorer", 0.5, aux_coef=0.5)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5})
     out = _encode(tower, batch, train=True)
     out.aux_loss.backward()
     assert sum(p.grad.abs().sum() for p in tower.reducer.mlp.parameters()) > 0
     vit_grad = tower.encoder.blocks[0].fc1.weight.grad
     assert vit_grad is not None and vit_grad.abs().sum() > 0  # target not detached by default
-    tower = _tower("scorer", 0.5, aux_coef=0.5, aux_stop_gradient=True)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5, "aux_stop_gradient": True})
     out = _encode(tower, batch, train=True)
     out.aux_loss.backward()
     # with the stop-gradient the ViT only gets gradient through the scores' inputs
@@ -165,7 +165,9 @@ def _moving_square_clip(frames: int = 4, size: int = 32) -> torch.Tensor:
 
 def test_easy_prunes_the_static_windows_of_a_clip_with_one_moving_square():
     torch.manual_seed(0)
-    cfg = tiny_config(pruning={"method": "easy", "ratio": 0.375, "new_ref_threshold": 0.5})
+    cfg = tiny_config(
+        pruning={"method": "easy", "ratio": 0.375, "easy": {"new_ref_threshold": 0.5}}
+    )
     tower = VisionTower(cfg)
     clip = _moving_square_clip()
     batch = {
