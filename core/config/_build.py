@@ -124,13 +124,16 @@ def resolve_options(section: Any, path: str) -> None:
 
 def _unknown_key(path: str, key: str, keys: list[str], sel: Selection | None, chosen: Any) -> str:
     hint = ""
-    if sel is not None:  # a setting of some extension, given flat: point at its sub-section
-        owners = [
-            n for n in sel.registry.names() if key in _init_fields(sel.registry.get(n).Config)
-        ]
+    if sel is not None:  # an extension's setting given flat (`aux_coef`, `moma_capacity`)
+        owners = {
+            n: field
+            for n in sel.registry.names()
+            for field in _init_fields(sel.registry.get(n).Config)
+            if key in (field, f"{n}_{field}")
+        }
         if owners:
-            owner = chosen if chosen in owners else owners[0]
-            hint = f"did you mean {path}.{owner}.{key}? "
+            owner = chosen if chosen in owners else next(iter(owners))
+            hint = f"did you mean {path}.{owner}.{owners[owner]}? "
     if not hint:
         names = keys + (sel.registry.names() if sel is not None else [])
         close = difflib.get_close_matches(key, names, n=1)
