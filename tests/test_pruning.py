@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -253,3 +257,17 @@ def test_window_that_does_not_divide_the_grid_is_fine_for_random():
     cfg = tiny_config(pruning={"method": "random", "ratio": 0.5}, connector={"window": 3})
     assert cfg.tokens_per_frame == 4  # ceil(4/3)² ragged windows
     assert isinstance(cfg, ExperimentConfig)
+
+
+def test_prune_bench_smoke_builds_every_preset_at_every_ratio():
+    """benchmarks/prune_bench.py --smoke (nothing timed): every preset validates and builds at
+    every ratio; the pinned geometry reproduces the analytic GFLOPs recorded in prune.md."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prune_bench.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [ln.split(" | ") for ln in run.stdout.splitlines() if "× |" in ln]
+    assert len(rows) == 12  # 3 presets × 4 ratios
+    large = [r for r in rows if r[0].startswith("| large")]
+    assert [r[3] for r in large] == ["102.26", "85.38", "72.25", "60.12"]
