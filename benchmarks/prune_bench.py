@@ -32,32 +32,50 @@ from core.models.vlm import VideoVLM  # noqa: E402
 RATIOS = (0.0, 0.3, 0.5, 0.7)
 VOCAB = 128
 
-PRESETS = {  # the full geometry of each: frames, patches, windows, widths, depths, context
-    "tiny (CPU default)": {  # the CPU default when benchmarks/results/prune.md was recorded
-        "data": {"frame_size": 64, "max_frames": 8, "min_frames": 4, "max_text_len": 24},
-        "vision": {"patch_size": 8, "dim": 96, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
-        "connector": {"type": "avgpool", "window": 2},
-        "lm": {"dim": 128, "n_layers": 3, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 256},
+
+def geometry(
+    *,
+    frames: int,
+    frame_size: int,
+    patch: int,
+    vit: tuple[int, int, int],
+    window: int,
+    lm: tuple[int, int, int, int],
+    text: int,
+    context: int,
+    prune_at: int,
+) -> dict:
+    """A preset's whole geometry: `vit` = (width, depth, heads), `lm` = (width, layers, heads, kv
+    heads), `context` = lm.max_seq_len; a joint decoder behind an avgpool connector, MLP ratio 4."""
+    (vit_dim, depth, heads), (lm_dim, layers, lm_heads, kv_heads) = vit, lm
+    return {
+        "data": {"frame_size": frame_size, "max_frames": frames, "min_frames": 4,
+                 "max_text_len": text},
+        "vision": {"patch_size": patch, "dim": vit_dim, "depth": depth, "heads": heads,
+                   "mlp_ratio": 4.0},
+        "connector": {"type": "avgpool", "window": window},
+        "lm": {"dim": lm_dim, "n_layers": layers, "n_heads": lm_heads, "n_kv_heads": kv_heads,
+               "max_seq_len": context},
         "fusion": {"arch": "joint_decoder"},
-        "pruning": {"prune_at": 1},
-    },
-    "large (12 blocks, prune_at=3, 16 frames)": {
-        "data": {"frame_size": 224, "max_frames": 16, "min_frames": 4, "max_text_len": 32},
-        "vision": {"patch_size": 14, "dim": 256, "depth": 12, "heads": 4, "mlp_ratio": 4.0},
-        "connector": {"type": "avgpool", "window": 2},
-        "lm": {"dim": 256, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 1100},
-        "fusion": {"arch": "joint_decoder"},
-        "pruning": {"prune_at": 3},
-    },
-    "gpu-large (12 blocks, prune_at=3, 64 frames)": {
-        "data": {"frame_size": 224, "max_frames": 64, "min_frames": 4, "max_text_len": 64},
-        "vision": {"patch_size": 14, "dim": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0},
-        "connector": {"type": "avgpool", "window": 2},
-        "lm": {"dim": 1024, "n_layers": 8, "n_heads": 16, "n_kv_heads": 4, "max_seq_len": 4200},
-        "fusion": {"arch": "joint_decoder"},
-        "pruning": {"prune_at": 3},
-    },
-}
+        "pruning": {"prune_at": prune_at},
+    }  # fmt: skip
+
+
+PRESETS = {
+    # the CPU default when benchmarks/results/prune.md was recorded
+    "tiny (CPU default)": geometry(
+        frames=8, frame_size=64, patch=8, vit=(96, 4, 4), window=2, lm=(128, 3, 4, 2),
+        text=24, context=256, prune_at=1,
+    ),
+    "large (12 blocks, prune_at=3, 16 frames)": geometry(
+        frames=16, frame_size=224, patch=14, vit=(256, 12, 4), window=2, lm=(256, 4, 4, 2),
+        text=32, context=1100, prune_at=3,
+    ),
+    "gpu-large (12 blocks, prune_at=3, 64 frames)": geometry(
+        frames=64, frame_size=224, patch=14, vit=(768, 12, 12), window=2, lm=(1024, 8, 16, 4),
+        text=64, context=4200, prune_at=3,
+    ),
+}  # fmt: skip
 
 
 def make_config(preset: dict, method: str, ratio: float) -> ExperimentConfig:
@@ -160,12 +178,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--presets", nargs="*", default=None)
     parser.add_argument("--batch", type=int, default=0, help="0 → 8 on the tiny preset, else 1")
-    parser.add_argument("--out", default="benchmarks/results/prune.md")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/prune.md")
     parser.add_argument("--smoke", action="store_true", help="validate and build only, no timing")
     args = parser.parse_args(argv)
     if args.smoke:
-        print(smoke(args.method))
+        text = smoke(args.method) + "\n"
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
         return
+    args.out = args.out or "benchmarks/results/prune.md"
     device = torch.device(args.device)
     names = args.presets or [n for n in PRESETS if (device.type == "cuda") or "gpu" not in n]
     lines = [

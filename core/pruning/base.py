@@ -167,6 +167,14 @@ def padding_priority(frame_mask: torch.Tensor, num_windows: int) -> torch.Tensor
     return pad * PADDING
 
 
+def redundancy_priority(
+    sim: torch.Tensor, protected: torch.Tensor, frame_mask: torch.Tensor
+) -> torch.Tensor:
+    """(B, F, W) priority: the most similar windows are pruned first, protected ones (1.0) only
+    after every unprotected one, padded frames' windows before anything."""
+    return -sim + PROTECT * protected + padding_priority(frame_mask, sim.shape[-1])
+
+
 def window_vectors(x: torch.Tensor, windows: WindowGrid) -> torch.Tensor:
     """(B, F, N, D) → (B, F, W, w²·D): each window's patches concatenated (zeros in ragged slots)."""
     return windows.gather(x).flatten(-2)

@@ -12,14 +12,13 @@ import torch.nn.functional as F
 
 from core.extensions import Display, TokenFlow
 from core.pruning.base import (
-    PROTECT,
     ReductionInputs,
     Selection,
     TokenReducer,
     neighbour_cosine,
     neighbour_cosine_flops,
-    padding_priority,
     prune_lowest,
+    redundancy_priority,
     window_vectors,
 )
 from core.registry import REDUCERS
@@ -55,5 +54,5 @@ class OracleReduction(TokenReducer):
         ).view(b, f, win.num_windows)
         sim = neighbour_cosine(window_vectors(inputs.embeddings, win))
         sim[:, 0] = -1.0
-        priority = -sim + PROTECT * held + padding_priority(inputs.frame_mask, win.num_windows)
+        priority = redundancy_priority(sim, held, inputs.frame_mask)
         return Selection(keep=prune_lowest(priority, inputs.n_prune), scores=held)

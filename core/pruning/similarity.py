@@ -15,14 +15,13 @@ import torch
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
 from core.pruning.base import (
-    PROTECT,
     ReductionInputs,
     Selection,
     TokenReducer,
     neighbour_cosine,
     neighbour_cosine_flops,
-    padding_priority,
     prune_lowest,
+    redundancy_priority,
     window_vectors,
 )
 from core.registry import REDUCERS
@@ -63,12 +62,11 @@ class _SimilarityReduction(TokenReducer):
     def select(self, inputs: ReductionInputs) -> Selection:
         opts = self.options
         vec = window_vectors(inputs.embeddings, inputs.windows)
-        b, f, w = vec.shape[:3]
-        pad = padding_priority(inputs.frame_mask, w)
-        threshold = torch.full((b,), opts.new_ref_threshold, device=vec.device)
+        threshold = torch.full((vec.shape[0],), opts.new_ref_threshold, device=vec.device)
         for attempt in range(opts.max_retries + 1):
             sim, protected = self.similarity(vec, threshold)
-            priority = -sim + PROTECT * protected[:, :, None].float() + pad
+            protect = protected[:, :, None].float()
+            priority = redundancy_priority(sim, protect, inputs.frame_mask)
             keep = prune_lowest(priority, inputs.n_prune)
             hit = (~keep & protected[:, :, None] & inputs.frame_mask[:, :, None]).flatten(1).any(1)
             lowered = threshold - opts.threshold_step
