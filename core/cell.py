@@ -276,7 +276,7 @@ class Cell:
             **{
                 f"{k}_gflops": v
                 for k, v in flops.to_dict().items()
-                if k in ("vit", "scorer", "connector", "llm", "total")
+                if k in ("vit", "scorer", "reducer", "connector", "llm", "total")
             },
             "train_step_s": float(np.mean(times)) if times else float("nan"),
             "eval_clips_per_s": ev["eval_clips_per_s"],
