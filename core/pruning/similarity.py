@@ -94,7 +94,7 @@ class EasyReduction(_SimilarityReduction):
 class HeuristicReduction(_SimilarityReduction):
     """Like `easy`, but each window location compares against a running reference frame."""
 
-    display = Display(label="heuristic", short="heuristic", order=30)
+    display = Display(label="heuristic", short="heur", order=30)
 
     def similarity(self, vec: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, ...]:
         v = torch.nn.functional.normalize(vec.float(), dim=-1)

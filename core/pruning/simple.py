@@ -54,7 +54,7 @@ class RandomReduction(TokenReducer):
     eval), so it is reproducible, resumable and independent of the rest of the batch.
     """
 
-    display = Display(label="random", short="random", order=10)
+    display = Display(label="random", short="rand", order=10)
 
     @classmethod
     def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
