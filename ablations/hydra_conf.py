@@ -2,16 +2,20 @@
 
 The nine experiment sections are registered in Hydra's ConfigStore from the core dataclass defaults,
 so the launcher's top-level `data`, `vision`, ... `logging` always mirror core/config exactly (no
-second copy to drift) and every key is overridable as `train.steps=50`.
+second copy to drift) and every key is overridable as `train.steps=50`. Each section carries the
+sub-section of every registered extension (`pruning.scorer.aux_coef=0`, `fusion.moma.capacity=0.5`);
+core keeps the selected one and drops the rest. The sections are not in Hydra's struct mode, so an
+unknown key reaches core's validation and gets its did-you-mean error (`pruning.aux_coef` → "did
+you mean pruning.scorer.aux_coef").
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.config._build import defaults
 from core.config.experiment import SECTIONS
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -19,26 +23,19 @@ DEFAULTS_NAME = "experiment_defaults"
 
 
 def section_defaults() -> dict[str, dict[str, Any]]:
-    """Core dataclass defaults as plain dicts (no validation: registries need not be filled)."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, cls in SECTIONS.items():
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if not f.init:
-                continue
-            if f.default is not dataclasses.MISSING:
-                values[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                values[f.name] = f.default_factory()
-        out[name] = values
-    return out
+    """Core dataclass defaults as plain dicts, with every registered extension's sub-section."""
+    return {name: defaults(cls) for name, cls in SECTIONS.items()}
 
 
 def register_defaults() -> None:
-    """Store the sections as the `experiment_defaults` config (idempotent)."""
+    """Store the sections as the `experiment_defaults` config (idempotent), outside struct mode."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name=DEFAULTS_NAME, node=section_defaults(), provider="vidprune")
+    node = OmegaConf.create(section_defaults())
+    for name in SECTIONS:
+        OmegaConf.set_struct(node[name], False)
+    ConfigStore.instance().store(name=DEFAULTS_NAME, node=node, provider="vidprune")
 
 
 def compose_launch(overrides: Sequence[str] = ()) -> Any:

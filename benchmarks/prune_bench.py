@@ -4,41 +4,78 @@ For each config (the tiny CPU preset and a larger one: prune_at=3 of 12 blocks, 
 ratio in {0, 0.3, 0.5, 0.7}, builds the full VLM (ViT → in-ViT reducer → connector → joint decoder),
 times forward+backward on a fixed random batch with `core.efficiency.measure_model` (the function the
 cell runner uses), and reports both speed-ups as ratios to ratio 0. Runs unchanged on CUDA.
+Each preset pins its whole geometry, so a change of a core default cannot change what it measures.
+
+`--smoke` times nothing: it validates every preset at every ratio, builds each model on the `meta`
+device, runs one forward+backward of the tiny preset and prints the analytic table.
 
     python benchmarks/prune_bench.py [--device cuda] [--method scorer] [--out benchmarks/results/prune.md]
+    python benchmarks/prune_bench.py --smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import ExperimentConfig
-from core.efficiency import analytic_flops, hardware_info, measure_model
-from core.models.vlm import VideoVLM
+import torch  # noqa: E402
+
+from core.config import ExperimentConfig  # noqa: E402
+from core.efficiency import analytic_flops, hardware_info, measure_model  # noqa: E402
+from core.models.vlm import VideoVLM  # noqa: E402
 
 RATIOS = (0.0, 0.3, 0.5, 0.7)
 VOCAB = 128
 
+
+def geometry(
+    *,
+    frames: int,
+    frame_size: int,
+    patch: int,
+    vit: tuple[int, int, int],
+    window: int,
+    lm: tuple[int, int, int, int],
+    text: int,
+    context: int,
+    prune_at: int,
+) -> dict:
+    """A preset's whole geometry: `vit` = (width, depth, heads), `lm` = (width, layers, heads, kv
+    heads), `context` = lm.max_seq_len; a joint decoder behind an avgpool connector, MLP ratio 4."""
+    (vit_dim, depth, heads), (lm_dim, layers, lm_heads, kv_heads) = vit, lm
+    return {
+        "data": {"frame_size": frame_size, "max_frames": frames, "min_frames": 4,
+                 "max_text_len": text},
+        "vision": {"patch_size": patch, "dim": vit_dim, "depth": depth, "heads": heads,
+                   "mlp_ratio": 4.0},
+        "connector": {"type": "avgpool", "window": window},
+        "lm": {"dim": lm_dim, "n_layers": layers, "n_heads": lm_heads, "n_kv_heads": kv_heads,
+               "max_seq_len": context},
+        "fusion": {"arch": "joint_decoder"},
+        "pruning": {"prune_at": prune_at},
+    }  # fmt: skip
+
+
 PRESETS = {
-    "tiny (CPU default)": {"pruning": {"prune_at": 1}},
-    "large (12 blocks, prune_at=3, 16 frames)": {
-        "data": {"frame_size": 224, "max_frames": 16, "max_text_len": 32},
-        "vision": {"patch_size": 14, "dim": 256, "depth": 12, "heads": 4},
-        "lm": {"dim": 256, "n_layers": 4, "n_heads": 4, "n_kv_heads": 2, "max_seq_len": 1100},
-        "pruning": {"prune_at": 3},
-    },
-    "gpu-large (12 blocks, prune_at=3, 64 frames)": {
-        "data": {"frame_size": 224, "max_frames": 64, "max_text_len": 64},
-        "vision": {"patch_size": 14, "dim": 768, "depth": 12, "heads": 12},
-        "lm": {"dim": 1024, "n_layers": 8, "n_heads": 16, "n_kv_heads": 4, "max_seq_len": 4200},
-        "pruning": {"prune_at": 3},
-    },
-}
+    # the CPU default when benchmarks/results/prune.md was recorded
+    "tiny (CPU default)": geometry(
+        frames=8, frame_size=64, patch=8, vit=(96, 4, 4), window=2, lm=(128, 3, 4, 2),
+        text=24, context=256, prune_at=1,
+    ),
+    "large (12 blocks, prune_at=3, 16 frames)": geometry(
+        frames=16, frame_size=224, patch=14, vit=(256, 12, 4), window=2, lm=(256, 4, 4, 2),
+        text=32, context=1100, prune_at=3,
+    ),
+    "gpu-large (12 blocks, prune_at=3, 64 frames)": geometry(
+        frames=64, frame_size=224, patch=14, vit=(768, 12, 12), window=2, lm=(1024, 8, 16, 4),
+        text=64, context=4200, prune_at=3,
+    ),
+}  # fmt: skip
 
 
 def make_config(preset: dict, method: str, ratio: float) -> ExperimentConfig:
@@ -111,15 +148,46 @@ def bench(preset: dict, method: str, batch_size: int, device: torch.device, iter
     return rows
 
 
-def main() -> None:
+def smoke(method: str) -> str:
+    """Untimed: every preset × ratio validates and builds (meta device); the tiny one also runs."""
+    lines = [
+        "| preset | ratio | kept tokens | GFLOPs/clip | analytic speed-up |",
+        "|---|---|---|---|---|",
+    ]
+    for name, preset in PRESETS.items():
+        base = None
+        for ratio in RATIOS:
+            cfg = make_config(preset, method, ratio)
+            with torch.device("meta"):
+                VideoVLM(cfg, VOCAB)
+            if name.startswith("tiny"):
+                model = VideoVLM(cfg, VOCAB).train()
+                model(make_batch(cfg, 2, torch.device("cpu"))).loss.backward()
+            gflops = analytic_flops(cfg, vocab_size=VOCAB).total
+            base = base or gflops
+            lines.append(
+                f"| {name} | {ratio:.1f} | {cfg.kept_tokens()} | {gflops:.2f} | {base / gflops:.2f}× |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--method", default="scorer")
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--presets", nargs="*", default=None)
     parser.add_argument("--batch", type=int, default=0, help="0 → 8 on the tiny preset, else 1")
-    parser.add_argument("--out", default="benchmarks/results/prune.md")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/prune.md")
+    parser.add_argument("--smoke", action="store_true", help="validate and build only, no timing")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        text = smoke(args.method) + "\n"
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
+        return
+    args.out = args.out or "benchmarks/results/prune.md"
     device = torch.device(args.device)
     names = args.presets or [n for n in PRESETS if (device.type == "cuda") or "gpu" not in n]
     lines = [

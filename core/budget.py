@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-RESIDUAL_ARCHS = ("joint_decoder", "mot", "moma")
+from core.registry import FUSION_ARCHS
 
 
 def patch_grid(frame_size: int, patch_size: int) -> int:
@@ -23,6 +23,7 @@ def patch_grid(frame_size: int, patch_size: int) -> int:
 
 
 def windows_per_side(grid: int, window: int) -> int:
+    """ceil(grid / w): windows per side, the last one ragged when w does not divide the grid."""
     return math.ceil(grid / window)
 
 
@@ -52,8 +53,9 @@ def kept_tokens(frames: int, per_frame: int, ratio: float, prune_from_frame: int
 
 
 def residual_visual_tokens(arch: str, kept: int) -> int:
-    """Visual tokens that occupy the LM's residual stream (cross-attention keeps them in K/V)."""
-    return kept if arch in RESIDUAL_ARCHS else 0
+    """Visual tokens that occupy the LM's residual stream (the arch's `residual_visual`; e.g.
+    cross-attention keeps them in K/V only)."""
+    return kept if FUSION_ARCHS.get(arch).residual_visual else 0
 
 
 def check_sequence_budget(

@@ -15,9 +15,12 @@ from typing import Any
 class Registry:
     """Maps a name to an object for one extension point, with helpful unknown-key errors."""
 
-    def __init__(self, kind: str, populate: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, kind: str, populate: tuple[str, ...] = (), requires: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
         self._populate = populate
+        self._requires = requires  # attributes every registered object must declare
         self._populated = False
         self._populating = False
         self._items: dict[str, Any] = {}
@@ -28,6 +31,13 @@ class Registry:
         def deco(obj: Any) -> Any:
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            missing = [a for a in self._requires if getattr(obj, a, None) is None]
+            if missing:
+                raise TypeError(
+                    f"{self.kind} {name!r} ({getattr(obj, '__qualname__', obj)!r}) does not declare "
+                    f"{', '.join(missing)}. Fix: every {self.kind} declares {', '.join(self._requires)}"
+                    " in its own module (see core/extensions.py)."
+                )
             self._items[name] = obj
             return obj
 
@@ -74,7 +84,14 @@ class Registry:
 
 DATASETS = Registry("dataset type", ("core.data.datasets",))
 SAMPLING_POLICIES = Registry("sampling policy", ("core.data.sampling",))
-VISION_ENCODERS = Registry("vision encoder", ("core.models.vision",))
-CONNECTORS = Registry("connector", ("core.models.connectors",))
-FUSION_ARCHS = Registry("fusion arch", ("core.models.fusion",))
-REDUCERS = Registry("token reducer", ("core.pruning",))
+# The extension points: each registered class declares its config, cost and (some) display itself.
+VISION_ENCODERS = Registry(
+    "vision encoder", ("core.models.vision",), ("Config", "flops", "hosts_reducers", "num_blocks")
+)
+CONNECTORS = Registry("connector", ("core.models.connectors",), ("Config", "flops"))
+FUSION_ARCHS = Registry(
+    "fusion arch", ("core.models.fusion",), ("Config", "flops", "display", "residual_visual")
+)
+REDUCERS = Registry(
+    "token reducer", ("core.pruning",), ("Config", "flops", "display", "token_flow")
+)

@@ -171,7 +171,7 @@ def test_result_json_is_complete_written_last_and_not_redone(
     # 2 frames × (4×4 patches pooled 2×2 → 4 tokens) = 8; the scorer removes a quarter.
     assert (e["vision_tokens_full"], e["vision_tokens_llm"]) == (8, 6)
     assert e["kept_fraction"] == pytest.approx(0.75)
-    for key in ("vit_gflops", "scorer_gflops", "llm_gflops", "total_gflops"):
+    for key in ("vit_gflops", "reducer_gflops", "llm_gflops", "total_gflops"):
         assert e[key] > 0, key
     assert e["total_gflops"] >= e["vit_gflops"] + e["llm_gflops"]
     for key in ("train_step_s", "prefill_latency_s", "forward_backward_s", "peak_memory_mb"):

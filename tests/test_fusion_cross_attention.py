@@ -7,6 +7,7 @@ import torch
 from core.config.fusion import FusionConfig
 from core.config.language_model import LanguageModelConfig
 from core.models.fusion import build_fusion
+from core.models.fusion.cross_attention import CrossAttentionConfig
 from core.models.language_model import DecoderLM
 from core.models.visual_tokens import VisualTokens
 
@@ -31,19 +32,20 @@ def _randomise_blocks(model) -> None:
         torch.nn.init.normal_(block.mlp.down_proj.weight, std=0.2)
 
 
-def _model(**fusion_kw):
+def _model(**options):
     torch.manual_seed(0)
-    return build_fusion(FusionConfig(arch="cross_attention", **fusion_kw), _lm(), V)
+    fusion = FusionConfig(arch="cross_attention", options=CrossAttentionConfig(**options))
+    return build_fusion(fusion, _lm(), V)
 
 
 def test_blocks_follow_every_nth_text_block():
-    assert list(_model(cross_attention_every=1).cross_blocks) == ["0", "1", "2", "3"]
-    assert list(_model(cross_attention_every=2).cross_blocks) == ["1", "3"]
-    assert list(_model(cross_attention_every=3).cross_blocks) == ["2"]
+    assert list(_model(every=1).cross_blocks) == ["0", "1", "2", "3"]
+    assert list(_model(every=2).cross_blocks) == ["1", "3"]
+    assert list(_model(every=3).cross_blocks) == ["2"]
 
 
 def test_fresh_model_equals_text_only_decoder_exactly():
-    model = _model(cross_attention_every=2)
+    model = _model(every=2)
     decoder = DecoderLM(_lm(), V)
     decoder.load_state_dict(model.lm.state_dict())
     ids = torch.randint(0, V, (2, 9))

@@ -14,6 +14,7 @@ from core.config.language_model import LanguageModelConfig
 from core.models.fusion import build_fusion
 from core.models.fusion.moma import (
     ExpertGroup,
+    MoMaConfig,
     MoMaFFN,
     expert_capacity,
     experts_per_token,
@@ -33,9 +34,9 @@ def _visual(features: torch.Tensor, valid: torch.Tensor) -> VisualTokens:
     return VisualTokens(features, valid, zeros, zeros, num_frames=1, tokens_per_frame=k)
 
 
-def _model(**kw):
+def _model(**options):
     torch.manual_seed(0)
-    return build_fusion(FusionConfig(arch="moma", **kw), _lm(), V)
+    return build_fusion(FusionConfig(arch="moma", options=MoMaConfig(**options)), _lm(), V)
 
 
 def _batch(seed: int = 0):
@@ -165,7 +166,7 @@ def test_model_stats_count_only_real_tokens():
 @pytest.mark.parametrize("router", ["aux", "token_choice"])
 def test_eval_output_of_a_sample_does_not_depend_on_its_batch(router):
     feats, valid, ids, text_mask = _batch()
-    model = _model(moma_eval_router=router).eval()
+    model = _model(eval_router=router).eval()
     batched = model(_visual(feats, valid), ids, text_mask)
     used = sum(v for k, v in batched.stats.items() if k.endswith("/tokens"))
     assert used > 0  # the routers do send tokens to experts
@@ -216,7 +217,7 @@ def test_aux_router_trains_on_detached_inputs_and_learns_expert_choice():
 
 
 def test_router_group_and_token_choice_builds_no_aux_router():
-    model = _model(moma_eval_router="token_choice")
+    model = _model(eval_router="token_choice")
     assert not any(".aux_router." in n for n, _ in model.named_parameters())
     assert model.train()(_visual(*_batch()[:2]), *_batch()[2:]).aux_loss is None
     groups = model.parameter_groups()

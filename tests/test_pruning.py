@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from core import budget
 from core.config import ConfigError, ExperimentConfig
+from core.layers.packing import build_pack_plan, first_fit_decreasing
+from core.layers.windows import WindowGrid
 from core.models.vision.vit import ViTBlock
 from core.models.vision_tower import VisionTower
-from core.models.windows import WindowGrid
-from core.pruning.packing import build_pack_plan, first_fit_decreasing
 from tests.helpers_model import tiny_config, video_batch
 
 METHODS = ["random", "easy", "heuristic", "scorer", "oracle"]
@@ -133,20 +137,20 @@ def test_pack_unpack_roundtrip_and_first_fit_decreasing():
 def test_scorer_gradients_flow_through_the_bias_and_the_aux_loss():
     batch = video_batch(tiny_config())
     # task path only (aux off): gradient reaches the scorer through the key bias
-    tower = _tower("scorer", 0.5, aux_coef=0.0)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.0})
     out = _encode(tower, batch, train=True)
     assert out.aux_loss is None
     out.features.pow(2).sum().backward()
     grads = [p.grad for p in tower.reducer.parameters()]
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
     # aux path only
-    tower = _tower("scorer", 0.5, aux_coef=0.5)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5})
     out = _encode(tower, batch, train=True)
     out.aux_loss.backward()
     assert sum(p.grad.abs().sum() for p in tower.reducer.mlp.parameters()) > 0
     vit_grad = tower.encoder.blocks[0].fc1.weight.grad
     assert vit_grad is not None and vit_grad.abs().sum() > 0  # target not detached by default
-    tower = _tower("scorer", 0.5, aux_coef=0.5, aux_stop_gradient=True)
+    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5, "aux_stop_gradient": True})
     out = _encode(tower, batch, train=True)
     out.aux_loss.backward()
     # with the stop-gradient the ViT only gets gradient through the scores' inputs
@@ -165,7 +169,9 @@ def _moving_square_clip(frames: int = 4, size: int = 32) -> torch.Tensor:
 
 def test_easy_prunes_the_static_windows_of_a_clip_with_one_moving_square():
     torch.manual_seed(0)
-    cfg = tiny_config(pruning={"method": "easy", "ratio": 0.375, "new_ref_threshold": 0.5})
+    cfg = tiny_config(
+        pruning={"method": "easy", "ratio": 0.375, "easy": {"new_ref_threshold": 0.5}}
+    )
     tower = VisionTower(cfg)
     clip = _moving_square_clip()
     batch = {
@@ -251,3 +257,17 @@ def test_window_that_does_not_divide_the_grid_is_fine_for_random():
     cfg = tiny_config(pruning={"method": "random", "ratio": 0.5}, connector={"window": 3})
     assert cfg.tokens_per_frame == 4  # ceil(4/3)² ragged windows
     assert isinstance(cfg, ExperimentConfig)
+
+
+def test_prune_bench_smoke_builds_every_preset_at_every_ratio():
+    """benchmarks/prune_bench.py --smoke (nothing timed): every preset validates and builds at
+    every ratio; the pinned geometry reproduces the analytic GFLOPs recorded in prune.md."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "prune_bench.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [ln.split(" | ") for ln in run.stdout.splitlines() if "× |" in ln]
+    assert len(rows) == 12  # 3 presets × 4 ratios
+    large = [r for r in rows if r[0].startswith("| large")]
+    assert [r[3] for r in large] == ["102.26", "85.38", "72.25", "60.12"]

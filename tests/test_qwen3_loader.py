@@ -1,4 +1,4 @@
-"""Qwen3 checkpoint loading: HF parity (needs transformers), checks and build_fusion warm start."""
+"""Checkpoint loading: Qwen3 (HF parity, checks, build_fusion warm start) and the SigLIP2 encoder."""
 
 from __future__ import annotations
 
@@ -174,3 +174,34 @@ def test_tied_checkpoint_without_lm_head_copies_the_embedding(tmp_path):
     )
     with pytest.raises(ValueError, match="lm_head.weight is missing"):
         load_qwen3(tmp_path)
+
+
+@pytest.mark.hf
+def test_siglip2_encoder_is_a_vit_shaped_and_loaded_like_the_hf_tower(tmp_path):
+    """vision.type=siglip2: the registered encoder reads a local SigLIP checkpoint's shape and
+    weights; its patch features equal the HF vision tower's last hidden state."""
+    transformers = pytest.importorskip("transformers")
+    from core.config import ExperimentConfig
+    from core.models.vision import ViT, build_encoder
+
+    torch.manual_seed(0)
+    hf_cfg = transformers.SiglipVisionConfig(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    hf = transformers.SiglipVisionModel(hf_cfg).eval()
+    hf.save_pretrained(tmp_path)
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"frame_size": 32, "pixel_mean": [0.5] * 3, "pixel_std": [0.5] * 3},
+            "vision": {"type": "siglip2", "checkpoint": str(tmp_path), "patch_size": 8},
+        }
+    )
+    encoder = build_encoder(cfg.vision, cfg.data.frame_size).eval()
+    assert isinstance(encoder, ViT) and encoder.dim == 32 and encoder.depth == 2
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = hf(pixel_values=pixels).last_hidden_state
+        torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"data\.pixel_mean.*SigLIP"):
+        ExperimentConfig.from_dict({"vision": {"type": "siglip2", "checkpoint": str(tmp_path)}})

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import budget
-from core.config._build import ConfigError, build, fail, to_dict
+from core.config._build import ConfigError, build, fail, flatten, to_dict
 from core.config.connector import ConnectorConfig
 from core.config.data import DataConfig
 from core.config.fusion import FusionConfig
@@ -20,7 +20,7 @@ from core.config.language_model import LanguageModelConfig
 from core.config.pruning import PruningConfig
 from core.config.train import EvalConfig, LoggingConfig, TrainConfig
 from core.config.vision import VisionConfig
-from core.registry import REDUCERS
+from core.registry import CONNECTORS, FUSION_ARCHS, REDUCERS, VISION_ENCODERS
 from core.results import RUNTIME_KEYS
 
 SECTIONS = {
@@ -66,12 +66,8 @@ class ExperimentConfig:
         return {name: to_dict(getattr(self, name)) for name in SECTIONS}
 
     def flat(self) -> dict[str, Any]:
-        """Dotted keys → values (lists kept), e.g. {"pruning.ratio": 0.5, ...}."""
-        return {
-            f"{section}.{key}": value
-            for section, values in self.to_dict().items()
-            for key, value in values.items()
-        }
+        """Dotted keys at any depth → values (lists kept), e.g. {"pruning.scorer.aux_coef": 0.5}."""
+        return flatten(self.to_dict())
 
     def identity_hash(self, length: int = 10) -> str:
         """Short hash of the canonical config minus runtime-only keys (the cell id)."""
@@ -90,7 +86,8 @@ class ExperimentConfig:
 
     @property
     def effective_ratio(self) -> float:
-        return 0.0 if self.pruning.method == "none" else self.pruning.ratio
+        """The reference method removes nothing whatever its ratio."""
+        return 0.0 if REDUCERS.get(self.pruning.method).is_reference else self.pruning.ratio
 
     def kept_tokens(self, frames: int | None = None) -> int:
         f = self.data.max_frames if frames is None else frames
@@ -108,17 +105,6 @@ class ExperimentConfig:
                 f"is not a multiple of vision.patch_size={v.patch_size}",
                 f"use data.frame_size={d.frame_size - d.frame_size % v.patch_size or v.patch_size}",
             )
-        if (
-            v.type == "siglip2"
-            and v.checkpoint
-            and (list(d.pixel_mean) != [0.5] * 3 or list(d.pixel_std) != [0.5] * 3)
-        ):
-            fail(
-                "data.pixel_mean",
-                d.pixel_mean,
-                "a SigLIP2 checkpoint expects SigLIP's preprocessing, (x - 0.5) / 0.5",
-                "set data.pixel_mean=[0.5,0.5,0.5] data.pixel_std=[0.5,0.5,0.5]",
-            )
         grid = self.grid
         if c.window > grid:
             fail(
@@ -127,56 +113,12 @@ class ExperimentConfig:
                 f"is larger than the {grid}×{grid} patch grid",
                 "use a smaller window",
             )
-        if c.type == "attentional_pool" and v.dim % c.heads:
-            fail("connector.heads", c.heads, f"must divide vision.dim={v.dim}", "pick a divisor")
+        encoder = VISION_ENCODERS.get(v.type)
         reducer = REDUCERS.get(p.method)
-        if p.method != "none":
-            if v.type == "random":
-                fail(
-                    "pruning.method",
-                    p.method,
-                    "in-ViT reducers need a ViT with blocks; the random encoder has none",
-                    "use vision.type=vit (or siglip2), or pruning.method=none",
-                )
-            last = v.depth - 1 - reducer.hard_prune_delay
-            if p.prune_at > last:
-                fail(
-                    "pruning.prune_at",
-                    p.prune_at,
-                    f"is outside the encoder's blocks for {p.method} (vision.depth={v.depth}: "
-                    f"scoring after block prune_at needs block prune_at+{reducer.hard_prune_delay}"
-                    " to exist)",
-                    f"use pruning.prune_at between 0 and {max(last, 0)}",
-                )
-            if reducer.needs_divisible_grid and grid % c.window:
-                fail(
-                    "connector.window",
-                    c.window,
-                    f"does not divide the {grid}×{grid} patch grid, which {p.method} needs "
-                    "(its scoring unit is the connector window)",
-                    f"use a window that divides {grid} or another frame_size/patch_size",
-                )
-            if reducer.needs_ground_truth and not d.ground_truth:
-                fail(
-                    "pruning.method",
-                    p.method,
-                    "needs per-clip ground-truth object masks, but data.ground_truth is false",
-                    "set data.ground_truth=true with a dataset that ships masks (the synthetic "
-                    "benchmark does)",
-                )
-            if reducer.protects_first_frame and d.max_frames > 1:
-                pruned = budget.pruned_tokens(
-                    d.max_frames, self.tokens_per_frame, p.ratio, p.prune_from_frame
-                )
-                room = (d.max_frames - 1) * self.tokens_per_frame
-                if pruned > room:
-                    fail(
-                        "pruning.ratio",
-                        p.ratio,
-                        f"asks to prune {pruned} tokens but {p.method} keeps the first frame "
-                        f"whole, leaving only {room} prunable",
-                        f"use a ratio ≤ {room / (d.max_frames * self.tokens_per_frame):.3f}",
-                    )
+        for ext in (encoder, CONNECTORS.get(c.type), FUSION_ARCHS.get(self.fusion.arch), reducer):
+            ext.check_experiment(self)
+        if not reducer.is_reference:
+            self._check_reducer(reducer, encoder)
         budget.check_sequence_budget(
             self.fusion.arch,
             d.max_frames,
@@ -185,3 +127,56 @@ class ExperimentConfig:
             d.max_text_len,
             self.lm.max_seq_len,
         )
+
+    def _check_reducer(self, reducer: Any, encoder: Any) -> None:
+        """The reducer's capability flags against the encoder, the windows and the data."""
+        d, v, c, p = self.data, self.vision, self.connector, self.pruning
+        grid = self.grid
+        if not encoder.hosts_reducers:
+            hosts = [n for n in VISION_ENCODERS.names() if VISION_ENCODERS.get(n).hosts_reducers]
+            reference = [n for n in REDUCERS.names() if REDUCERS.get(n).is_reference]
+            fail(
+                "pruning.method",
+                p.method,
+                f"in-ViT reducers need a ViT with blocks; the {v.type} encoder has none",
+                f"use vision.type={' or '.join(hosts)}, or pruning.method={' or '.join(reference)}",
+            )
+        last = v.depth - 1 - reducer.hard_prune_delay
+        if p.prune_at > last:
+            fail(
+                "pruning.prune_at",
+                p.prune_at,
+                f"is outside the encoder's blocks for {p.method} (vision.depth={v.depth}: "
+                f"scoring after block prune_at needs block prune_at+{reducer.hard_prune_delay}"
+                " to exist)",
+                f"use pruning.prune_at between 0 and {max(last, 0)}",
+            )
+        if reducer.needs_divisible_grid and grid % c.window:
+            fail(
+                "connector.window",
+                c.window,
+                f"does not divide the {grid}×{grid} patch grid, which {p.method} needs "
+                "(its scoring unit is the connector window)",
+                f"use a window that divides {grid} or another frame_size/patch_size",
+            )
+        if reducer.needs_ground_truth and not d.ground_truth:
+            fail(
+                "pruning.method",
+                p.method,
+                "needs per-clip ground-truth object masks, but data.ground_truth is false",
+                "set data.ground_truth=true with a dataset that ships masks (the synthetic "
+                "benchmark does)",
+            )
+        if reducer.protects_first_frame and d.max_frames > 1:
+            pruned = budget.pruned_tokens(
+                d.max_frames, self.tokens_per_frame, p.ratio, p.prune_from_frame
+            )
+            room = (d.max_frames - 1) * self.tokens_per_frame
+            if pruned > room:
+                fail(
+                    "pruning.ratio",
+                    p.ratio,
+                    f"asks to prune {pruned} tokens but {p.method} keeps the first frame "
+                    f"whole, leaving only {room} prunable",
+                    f"use a ratio ≤ {room / (d.max_frames * self.tokens_per_frame):.3f}",
+                )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from core.config._build import fail
+from core.config._build import extension_options, fail, resolve_options
 from core.registry import VISION_ENCODERS
 
 
@@ -21,6 +22,7 @@ class VisionConfig:
     mlp_ratio: float = 4.0
     frozen: bool = False
     checkpoint: str = ""
+    options: Any = extension_options(VISION_ENCODERS, "type")  # written as vision.<type>.*
 
     def __post_init__(self) -> None:
         if self.type not in VISION_ENCODERS:
@@ -33,13 +35,7 @@ class VisionConfig:
             fail("vision.heads", self.heads, f"must divide vision.dim={self.dim}", "pick a divisor")
         if self.mlp_ratio <= 0:
             fail("vision.mlp_ratio", self.mlp_ratio, "must be positive", "use e.g. 4.0")
-        if self.type == "siglip2" and not self.checkpoint:
-            fail(
-                "vision.checkpoint",
-                self.checkpoint,
-                "siglip2 needs a local checkpoint directory",
-                "set vision.checkpoint=/path/to/siglip2 (no downloads happen at run time)",
-            )
+        resolve_options(self, "vision")
 
     @property
     def mlp_dim(self) -> int:

@@ -123,6 +123,16 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(head_dim, eps) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, eps) if qk_norm else None
 
+    @staticmethod
+    def flops(
+        dim: int, n_heads: int, n_kv_heads: int, head_dim: int, queries: int, keys: int
+    ) -> int:
+        """Sq queries over Sk keys, widths as the projections run them (H·d_h may differ from d):
+        q and o 2·Sq·d·H·d_h each, k and v 2·Sk·d·H_kv·d_h each, QKᵀ and AV 2·Sq·Sk·H·d_h each
+        (every query-key pair: no halving for causal masks; GQA shares K/V, not the products)."""
+        width, kv = n_heads * head_dim, n_kv_heads * head_dim
+        return 4 * queries * dim * width + 4 * keys * dim * kv + 4 * queries * keys * width
+
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b, s, _ = x.shape
         return x.view(b, s, n, self.head_dim).transpose(1, 2)
@@ -157,6 +167,11 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    @staticmethod
+    def flops(dim: int, hidden: int, tokens: int) -> int:
+        """gate, up and down: 6·tokens·d·m."""
+        return 6 * tokens * dim * hidden
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

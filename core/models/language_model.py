@@ -25,6 +25,11 @@ def make_attention(cfg: LanguageModelConfig) -> Attention:
     return Attention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.qk_norm, NORM_EPS)
 
 
+def attention_flops(cfg: LanguageModelConfig, queries: int, keys: int) -> int:
+    """`Attention.flops` of `make_attention(cfg)`."""
+    return Attention.flops(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, queries, keys)
+
+
 class DecoderBlock(nn.Module):
     """Pre-norm block: h + attn(norm(h)), then h + mlp(norm(h))."""
 
@@ -34,6 +39,13 @@ class DecoderBlock(nn.Module):
         self.self_attn = make_attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.dim, NORM_EPS)
         self.mlp = SwiGLU(cfg.dim, cfg.resolved_ffn_dim)
+
+    @staticmethod
+    def flops(cfg: LanguageModelConfig, tokens: int) -> int:
+        """Causal self-attention over `tokens` plus the SwiGLU (norms and RoPE not counted)."""
+        return attention_flops(cfg, tokens, tokens) + SwiGLU.flops(
+            cfg.dim, cfg.resolved_ffn_dim, tokens
+        )
 
     def forward(self, h: torch.Tensor, rope: Rope, mask: torch.Tensor | None) -> torch.Tensor:
         h = h + self.self_attn(self.input_layernorm(h), rope, mask)
@@ -66,6 +78,11 @@ class DecoderLM(nn.Module):
         init_weights(self)
         if tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+
+    @staticmethod
+    def head_flops(cfg: LanguageModelConfig, text_len: int, vocab: int) -> int:
+        """The LM head on text positions only: 2·T·d·V."""
+        return 2 * text_len * cfg.dim * vocab
 
     def run_layers(self, h: torch.Tensor, rope: Rope, mask: torch.Tensor | None) -> torch.Tensor:
         for layer in self.layers:

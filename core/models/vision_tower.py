@@ -12,12 +12,12 @@ from torch import nn
 
 from core import budget
 from core.config.experiment import ExperimentConfig
+from core.layers.packing import build_pack_plan
+from core.layers.windows import WindowGrid
 from core.models.connectors import build_connector
 from core.models.vision import build_encoder
 from core.models.visual_tokens import VisualTokens
-from core.models.windows import WindowGrid
 from core.pruning import ReductionInputs, build_reducer
-from core.pruning.packing import build_pack_plan
 
 
 class VisionTower(nn.Module):
@@ -66,20 +66,18 @@ class VisionTower(nn.Module):
         b, f = frame_mask.shape
         win = self.windows
         enc = self.encoder
-        x = enc.embed(pixel_values.flatten(0, 1))  # (B·F, N, D)
+        pixels = pixel_values.flatten(0, 1)  # (B·F, 3, S, S)
         n_prune = self.num_pruned(f)
         diagnostics: dict = {}
         aux = None
         if n_prune == 0:
-            for block in getattr(enc, "blocks", ()):
-                x = block(x)
-            x = enc.norm(x) if hasattr(enc, "norm") else x
+            x = enc(pixels)  # (B·F, N, D), every block on every patch
             grouped = win.gather(x).flatten(0, 1)  # (B·F·W, w², D)
             valid_slots = win.patch_valid.to(x.device).repeat(b * f, 1)
             kept_frame = torch.arange(b * f, device=x.device).repeat_interleave(win.num_windows)
             kept_window = torch.arange(win.num_windows, device=x.device).repeat(b * f)
-        else:
-            emb = x
+        else:  # only encoders that host reducers (ViTs: embed + blocks + norm) get here
+            x = emb = enc.embed(pixels)
             for block in enc.blocks[: self.prune_at + 1]:
                 x = block(x)
             sel = self.reducer.select(

@@ -1,6 +1,6 @@
-"""Token reducers behind one interface (registry REDUCERS) and the packing that removes pruned patches."""
+"""Token reducers behind one interface (registry REDUCERS), one module per method."""
 
-from core.pruning import scorer, simple  # noqa: F401  (registers the methods)
+from core.pruning import oracle, scorer, similarity, simple  # noqa: F401  (registers the methods)
 from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
 from core.registry import REDUCERS
 

@@ -1,21 +1,28 @@
 """One interface for every token reducer.
 
-A reducer acts at a `stage` (in-ViT now; post-ViT and in-LLM methods implement the same `select`
-contract on their own features later). Its budget is always expressed as visual tokens removed before
-the LLM input (`core.budget.pruned_tokens`), so methods are compared at equal LLM-token counts.
+A reducer acts at a `stage` (where its decision removes tokens: inside the ViT, after it, or inside
+the LLM) and reports it in its display metadata. Its budget is always expressed as visual tokens
+removed before the LLM input (`core.budget.pruned_tokens`), so methods are compared at equal
+LLM-token counts. The base class is the in-ViT contract: `select` after block `prune_at`, and the
+`token_flow` that the analytic FLOPs sum follows.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from core.config.pruning import PruningConfig
-from core.models.windows import WindowGrid
+from core.extensions import Extension, TokenFlow
+from core.layers.windows import WindowGrid
+from core.registry import VISION_ENCODERS
+
+if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
 
 PROTECT = 1e4  # priority offset: protected windows are pruned only after every unprotected one
 PADDING = -1e9  # padded frames' windows are pruned first (they never reach the LLM as real tokens)
@@ -51,22 +58,97 @@ class Selection:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-class TokenReducer(nn.Module):
-    """Base class. Subclasses set the class attributes and implement `select`."""
+class TokenReducer(Extension, nn.Module):
+    """Base class of the in-ViT reducers.
 
-    stage: Stage = Stage.IN_VIT
-    needs_divisible_grid: bool = False
-    protects_first_frame: bool = False
-    needs_ground_truth: bool = False
-    hard_prune_delay: int = 0  # blocks between scoring (after prune_at) and hard removal
+    A registered subclass declares `display` (core.extensions.Display), `flops(cfg, flow)` (its
+    scoring cost; it runs only when `flow.reduced`), optionally its own `Config`, and implements
+    `select`; the class attributes below are its capabilities, read by the config checks.
+    """
+
+    stage: ClassVar[Stage] = Stage.IN_VIT
+    trained: ClassVar[bool] = False  # has learned parameters (the optimiser's reducer group)
+    is_reference: ClassVar[bool] = False  # the unpruned model: removes nothing whatever the ratio
+    needs_divisible_grid: ClassVar[bool] = False
+    protects_first_frame: ClassVar[bool] = False
+    needs_ground_truth: ClassVar[bool] = False
+    hard_prune_delay: ClassVar[int] = 0  # blocks between scoring (after prune_at) and hard removal
 
     def __init__(self, cfg: PruningConfig, vit_dim: int = 0, vit_mlp_dim: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
+        self.options = cfg.options  # this method's own settings (pruning.<method>.*)
 
     def select(self, inputs: ReductionInputs) -> Selection:
         """Decide which windows survive; subclasses override."""
         raise TypeError(f"{type(self).__name__} does not define select()")
+
+    @classmethod
+    def token_flow(
+        cls,
+        cfg: ExperimentConfig,
+        frames: int,
+        text_len: int,
+        vocab: int,
+        kept_per_frame: list[int] | None = None,
+    ) -> TokenFlow:
+        """Tokens per stage for an in-ViT reducer.
+
+        The first `prune_at + 1 + hard_prune_delay` encoder blocks see all N patches of every
+        frame; later blocks see only the kept patches, K·w² in all (divisible grid; ragged grids
+        use the mean window size). How they are spread over frames sets the Σ n_f² attention
+        term: `kept_per_frame` gives it, by default the kept windows are spread as evenly as
+        integers allow (the real split is data-dependent). The connector pools the K kept windows
+        and every LLM layer carries them.
+        """
+        v, c, p = cfg.vision, cfg.connector, cfg.pruning
+        depth = VISION_ENCODERS.get(v.type).num_blocks(v)
+        n, per_frame = cfg.grid**2, cfg.tokens_per_frame
+        kept = cfg.kept_tokens(frames)
+        reduced = kept < frames * per_frame
+        if kept_per_frame is not None and not reduced:
+            raise ValueError(
+                "kept_per_frame was given but nothing is pruned (pruning.method="
+                f"{p.method}, ratio {p.ratio}, {frames} frame(s)). Fix: leave kept_per_frame unset."
+            )
+        blocks = [[n] * frames for _ in range(depth)]
+        if reduced:
+            n_full = min(depth, p.prune_at + 1 + cls.hard_prune_delay)
+            layout = _kept_layout(frames, kept, n, per_frame, c.window, kept_per_frame)
+            blocks = blocks[:n_full] + [layout] * (depth - n_full)
+        return TokenFlow(
+            frames=frames,
+            text_len=text_len,
+            vocab=vocab,
+            patches=n,
+            windows=per_frame,
+            vit_blocks=blocks,
+            connector_tokens=kept,
+            llm_visual=[kept] * cfg.lm.n_layers,
+            reduced=reduced,
+        )
+
+
+def _kept_layout(
+    frames: int, kept: int, n: int, per_frame: int, window: int, given: list[int] | None
+) -> list[int]:
+    """Kept patches of each frame: `given`, or kept windows spread evenly (see token_flow)."""
+    if per_frame * window**2 == n:  # divisible grid: every window holds w² patches
+        kept_patches, unit, count = kept * window**2, window**2, kept
+    else:  # ragged edge windows: the mean window size (only `random` allows this)
+        kept_patches = round(kept * n / per_frame)
+        unit, count = 1, kept_patches
+    if given is None:
+        base, extra = divmod(count, frames)
+        return [(base + (1 if f < extra else 0)) * unit for f in range(frames)]
+    layout = [int(x) for x in given]
+    if len(layout) != frames or sum(layout) != kept_patches or min(layout) < 0:
+        raise ValueError(
+            f"kept_per_frame={given}: needs {frames} non-negative per-frame patch counts summing "
+            f"to the {kept_patches} kept patches. Fix: pass the kept patches of each frame, or "
+            "leave it unset for an even spread."
+        )
+    return layout
 
 
 def prune_lowest(priority: torch.Tensor, n_prune: int) -> torch.Tensor:
@@ -85,9 +167,23 @@ def padding_priority(frame_mask: torch.Tensor, num_windows: int) -> torch.Tensor
     return pad * PADDING
 
 
+def redundancy_priority(
+    sim: torch.Tensor, protected: torch.Tensor, frame_mask: torch.Tensor
+) -> torch.Tensor:
+    """(B, F, W) priority: the most similar windows are pruned first, protected ones (1.0) only
+    after every unprotected one, padded frames' windows before anything."""
+    return -sim + PROTECT * protected + padding_priority(frame_mask, sim.shape[-1])
+
+
 def window_vectors(x: torch.Tensor, windows: WindowGrid) -> torch.Tensor:
     """(B, F, N, D) → (B, F, W, w²·D): each window's patches concatenated (zeros in ragged slots)."""
     return windows.gather(x).flatten(-2)
+
+
+def neighbour_cosine_flops(cfg: ExperimentConfig, flow: TokenFlow) -> int:
+    """One cosine pass between w²·D window vectors of neighbouring frames: 2·P′·w²·D per frame
+    (the normalisation is not counted)."""
+    return flow.frames * 2 * flow.windows * cfg.connector.window**2 * cfg.vision.dim
 
 
 def neighbour_cosine(vec: torch.Tensor) -> torch.Tensor:

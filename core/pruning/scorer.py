@@ -10,18 +10,23 @@ removes the lowest-scored windows; the first frame is always kept whole.
 Choices (documented deviations from the reference code): the rescale is per frame over its real
 windows (the reference rescales per patch row); the previous frame of a clip's first frame is zeros
 (never a neighbouring clip); `aux_stop_gradient` optionally detaches the similarity target.
+
+Settings: `pruning.scorer.{aux_coef, aux_stop_gradient, rescale_bias_min, scorer_hidden}`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from core.config._build import fail
 from core.config.pruning import PruningConfig
-from core.models.connectors import attention_pool
+from core.extensions import Display, TokenFlow
+from core.layers.pooling import AttentionPool
 from core.pruning.base import (
     PROTECT,
     ReductionInputs,
@@ -34,20 +39,31 @@ from core.pruning.base import (
 )
 from core.registry import REDUCERS
 
+if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
 
-class WindowPooler(nn.Module):
-    """One attention layer per window, query = window mean (separate weights from the connector)."""
+POOLER_INIT_STD = 0.02
 
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        for lin in (self.q, self.k, self.v, self.o):
-            nn.init.normal_(lin.weight, std=0.02)
-            nn.init.zeros_(lin.bias)
 
-    def forward(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return attention_pool(self, windows, valid)
+@dataclass
+class STTSConfig:
+    """`pruning.scorer.*`."""
+
+    aux_coef: float = 0.5
+    aux_stop_gradient: bool = False
+    rescale_bias_min: float = math.exp(-2.0)
+    scorer_hidden: int = 0  # 0 → the ViT's MLP width
+
+    def check(self, path: str) -> None:
+        if self.aux_coef < 0:
+            fail(f"{path}.aux_coef", self.aux_coef, "must be ≥ 0", "use 0.5 (reference) or 0")
+        if not 0.0 < self.rescale_bias_min <= 1.0:
+            fail(
+                f"{path}.rescale_bias_min",
+                self.rescale_bias_min,
+                "must lie in (0, 1]",
+                "use exp(-2) ≈ 0.1353",
+            )
 
 
 def _trunc_normal_init(lin: nn.Linear) -> None:
@@ -55,8 +71,15 @@ def _trunc_normal_init(lin: nn.Linear) -> None:
     nn.init.zeros_(lin.bias)
 
 
+def _pooler_heads(dim: int) -> int:
+    return next(h for h in (16, 12, 8, 6, 4, 3, 2, 1) if dim % h == 0)
+
+
 @REDUCERS.register("scorer")
 class STTSScorer(TokenReducer):
+    Config = STTSConfig
+    display = Display(label="STTS", short="stts", order=40)
+    trained = True
     needs_divisible_grid = True
     protects_first_frame = True
     hard_prune_delay = 1
@@ -65,9 +88,9 @@ class STTSScorer(TokenReducer):
         super().__init__(cfg, vit_dim, vit_mlp_dim)
         if vit_dim <= 0:
             raise ValueError("the STTS scorer needs the ViT width (vit_dim > 0)")
-        heads = next(h for h in (16, 12, 8, 6, 4, 3, 2, 1) if vit_dim % h == 0)
-        hidden = cfg.scorer_hidden or vit_mlp_dim or 4 * vit_dim
-        self.pooler = WindowPooler(vit_dim, heads)
+        hidden = self.options.scorer_hidden or vit_mlp_dim or 4 * vit_dim
+        # one attention layer per window, query = window mean (separate weights from the connector)
+        self.pooler = AttentionPool(vit_dim, _pooler_heads(vit_dim), init_std=POOLER_INIT_STD)
         self.mlp = nn.Sequential(
             nn.Linear(2 * vit_dim, hidden),
             nn.SiLU(),
@@ -78,6 +101,16 @@ class STTSScorer(TokenReducer):
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
                 _trunc_normal_init(layer)
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """Per frame, on all P′ windows: the pooler (`AttentionPool.window_flops`, w² slots per window:
+        q 2P′D², k and v 4ND², attention 4P′w²D, o 2P′D²) and the MLP 2D→H→H→1:
+        2P′(2D·H + H·H + H), H = scorer_hidden or the ViT MLP width."""
+        d, h = cfg.vision.dim, cfg.pruning.options.scorer_hidden or cfg.vision.mlp_dim
+        pooler = AttentionPool.window_flops(flow.windows, cfg.connector.window**2, d)
+        mlp = 2 * flow.windows * (2 * d * h + h * h + h)
+        return flow.frames * (pooler + mlp)
 
     def score(self, hidden: torch.Tensor, inputs: ReductionInputs) -> torch.Tensor:
         """(B, F, N, D) → sigmoid scores (B, F, W); low = redundant / unimportant."""
@@ -93,14 +126,14 @@ class STTSScorer(TokenReducer):
         """MSE(score, 1 − cos(prev, cur)) over frames t ≥ 1 whose both frames are real."""
         vec = window_vectors(inputs.hidden, inputs.windows)
         target = 1.0 - neighbour_cosine(vec)
-        if self.cfg.aux_stop_gradient:
+        if self.options.aux_stop_gradient:
             target = target.detach()
         fm = inputs.frame_mask
         pair = torch.zeros_like(fm)
         pair[:, 1:] = fm[:, 1:] & fm[:, :-1]
         weight = pair[:, :, None].expand_as(scores).to(scores.dtype)
         err = (scores - target.to(scores.dtype)) ** 2
-        return self.cfg.aux_coef * (err * weight).sum() / weight.sum().clamp_min(1.0)
+        return self.options.aux_coef * (err * weight).sum() / weight.sum().clamp_min(1.0)
 
     def key_bias(self, scores: torch.Tensor, inputs: ReductionInputs) -> torch.Tensor:
         """log of per-frame min-max rescaled scores in [rescale_bias_min, 1], at patch resolution;
@@ -108,7 +141,7 @@ class STTSScorer(TokenReducer):
         lo = scores.amin(-1, keepdim=True)
         hi = scores.amax(-1, keepdim=True)
         unit = (scores - lo) / (hi - lo).clamp_min(1e-6)
-        rmin = self.cfg.rescale_bias_min
+        rmin = self.options.rescale_bias_min
         bias = torch.log(rmin + (1.0 - rmin) * unit)
         exempt = ~inputs.frame_mask
         exempt[:, 0] = True
@@ -120,35 +153,12 @@ class STTSScorer(TokenReducer):
         w = inputs.windows.num_windows
         priority = scores.detach().float() + padding_priority(inputs.frame_mask, w)
         priority[:, 0] += PROTECT
-        aux = self.aux_loss(scores, inputs) if inputs.training and self.cfg.aux_coef > 0 else None
+        aux = (
+            self.aux_loss(scores, inputs) if inputs.training and self.options.aux_coef > 0 else None
+        )
         return Selection(
             keep=prune_lowest(priority, inputs.n_prune),
             key_bias=self.key_bias(scores, inputs),
             aux_loss=aux,
             scores=scores.detach(),
         )
-
-
-@REDUCERS.register("oracle")
-class OracleReduction(TokenReducer):
-    """Upper bound on the synthetic benchmark: keep windows that hold objects, fill by `easy`."""
-
-    needs_divisible_grid = True
-    needs_ground_truth = True
-
-    def select(self, inputs: ReductionInputs) -> Selection:
-        if inputs.object_mask is None:
-            raise ValueError(
-                "pruning.method=oracle needs ground-truth object masks in the batch "
-                "(object_mask). Fix: set data.ground_truth=true on a dataset that ships them."
-            )
-        win = inputs.windows
-        b, f, s, _ = inputs.object_mask.shape
-        cell = s // win.grid * win.window  # pixels per window side
-        held = F.max_pool2d(
-            inputs.object_mask.flatten(0, 1)[:, None].float(), cell, cell, ceil_mode=True
-        ).view(b, f, win.num_windows)
-        sim = neighbour_cosine(window_vectors(inputs.embeddings, win))
-        sim[:, 0] = -1.0
-        priority = -sim + PROTECT * held + padding_priority(inputs.frame_mask, win.num_windows)
-        return Selection(keep=prune_lowest(priority, inputs.n_prune), scores=held)

@@ -1,27 +1,37 @@
-"""Training-free reducers: none, random, easy (neighbour cosine), heuristic (running reference)."""
+"""The reference and the floor: `none` (the unpruned model) and `random` (uniform window drop)."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import torch
 
+from core.extensions import Display, TokenFlow
 from core.pruning.base import (
-    PROTECT,
     ReductionInputs,
     Selection,
     TokenReducer,
-    neighbour_cosine,
     padding_priority,
     prune_lowest,
-    window_vectors,
 )
 from core.registry import REDUCERS
+
+if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
 
 
 @REDUCERS.register("none")
 class NoReduction(TokenReducer):
-    """Keeps everything (the unpruned model)."""
+    """Keeps everything (the unpruned model every method is compared against)."""
+
+    display = Display(label="unpruned", short="none", order=0)
+    is_reference = True
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """Scores nothing: 0."""
+        return 0
 
     def select(self, inputs: ReductionInputs) -> Selection:
         b, f = inputs.frame_mask.shape
@@ -44,6 +54,13 @@ class RandomReduction(TokenReducer):
     eval), so it is reproducible, resumable and independent of the rest of the batch.
     """
 
+    display = Display(label="random", short="rand", order=10)
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """Random draws, no matrix products: 0."""
+        return 0
+
     def select(self, inputs: ReductionInputs) -> Selection:
         b, f = inputs.frame_mask.shape
         w = inputs.windows.num_windows
@@ -56,62 +73,3 @@ class RandomReduction(TokenReducer):
         priority = torch.stack(draws).to(inputs.frame_mask.device)
         priority = priority + padding_priority(inputs.frame_mask, w)
         return Selection(keep=prune_lowest(priority, inputs.n_prune), scores=priority)
-
-
-class _SimilarityReduction(TokenReducer):
-    """Shared retry loop: protect scene-change frames, prune the most redundant windows first."""
-
-    needs_divisible_grid = True
-
-    def similarity(self, vec: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """→ (sim (B,F,W), protected (B,F) bool) for per-clip thresholds (B,)."""
-        raise TypeError(f"{type(self).__name__} does not define similarity()")
-
-    def select(self, inputs: ReductionInputs) -> Selection:
-        vec = window_vectors(inputs.embeddings, inputs.windows)
-        b, f, w = vec.shape[:3]
-        pad = padding_priority(inputs.frame_mask, w)
-        threshold = torch.full((b,), self.cfg.new_ref_threshold, device=vec.device)
-        for attempt in range(self.cfg.max_retries + 1):
-            sim, protected = self.similarity(vec, threshold)
-            priority = -sim + PROTECT * protected[:, :, None].float() + pad
-            keep = prune_lowest(priority, inputs.n_prune)
-            hit = (~keep & protected[:, :, None] & inputs.frame_mask[:, :, None]).flatten(1).any(1)
-            lowered = threshold - self.cfg.threshold_step
-            retry = hit & (lowered >= 0)
-            if not bool(retry.any()) or attempt == self.cfg.max_retries:
-                break
-            threshold = torch.where(retry, lowered, threshold)
-        return Selection(keep=keep, scores=sim, diagnostics={"threshold": threshold.mean().item()})
-
-
-@REDUCERS.register("easy")
-class EasyReduction(_SimilarityReduction):
-    """Cosine of each window with the same window of the previous frame on the ViT input embeddings."""
-
-    def similarity(self, vec: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        sim = neighbour_cosine(vec)
-        protected = sim.mean(-1) < threshold[:, None]
-        protected[:, 0] = True
-        return sim, protected
-
-
-@REDUCERS.register("heuristic")
-class HeuristicReduction(_SimilarityReduction):
-    """Like `easy`, but each window location compares against a running reference frame."""
-
-    def similarity(self, vec: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        v = torch.nn.functional.normalize(vec.float(), dim=-1)
-        b, f, w, _ = v.shape
-        ref = v[:, 0].clone()
-        sims = [torch.zeros(b, w, device=v.device)]
-        protected = [torch.ones(b, dtype=torch.bool, device=v.device)]
-        thr = threshold[:, None]
-        for t in range(1, f):
-            sim = (v[:, t] * ref).sum(-1)
-            new_scene = sim.mean(-1) < threshold
-            moved = (sim < thr) | new_scene[:, None]
-            ref = torch.where(moved[..., None], v[:, t], ref)
-            sims.append(sim)
-            protected.append(new_scene)
-        return torch.stack(sims, 1), torch.stack(protected, 1)

@@ -15,14 +15,18 @@ import torch
 from torch import nn
 
 from core.budget import residual_visual_tokens
+from core.extensions import Display, Extension, TokenFlow
 from core.models.attention import causal_with_key_padding
+from core.models.language_model import DecoderBlock, DecoderLM
 
 if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
     from core.config.fusion import FusionConfig
     from core.config.language_model import LanguageModelConfig
     from core.models.visual_tokens import VisualTokens
 
 PARAMETER_GROUPS = ("lm", "vision_adapters", "router")
+MODALITIES = ("visual", "text")  # the token groups of archs with per-modality parameters
 
 
 @dataclass
@@ -34,14 +38,21 @@ class FusionOutput:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-class FusionModel(nn.Module):
-    """Base class: input checks, residual-token accounting and parameter groups."""
+class FusionModel(Extension, nn.Module):
+    """Base class: input checks, residual-token accounting and parameter groups.
+
+    A registered arch declares `display`, `residual_visual` (whether its visual tokens occupy the
+    LM residual stream, and so the sequence budget), `flops(cfg, flow)` and optionally `Config`.
+    """
 
     arch: ClassVar[str]
+    display: ClassVar[Display]
+    residual_visual: ClassVar[bool]
 
     def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
         super().__init__()
         self.fusion_cfg = fusion
+        self.options = fusion.options  # this arch's own settings (fusion.<arch>.*)
         self.lm_cfg = lm
         self.vocab_size = vocab_size
 
@@ -110,6 +121,14 @@ class FusionModel(nn.Module):
                 f"tokens + {input_ids.shape[1]} text tokens = {total} > lm.max_seq_len="
                 f"{self.lm_cfg.max_seq_len}. Fix: raise lm.max_seq_len or keep fewer tokens."
             )
+
+
+def residual_decoder_flops(cfg: ExperimentConfig, flow: TokenFlow) -> int:
+    """Layer l is a DecoderBlock on its visual tokens plus the text (`DecoderBlock.flops`); the LM
+    head runs on the text positions."""
+    lm, t = cfg.lm, flow.text_len
+    layers = sum(DecoderBlock.flops(lm, visual + t) for visual in flow.llm_visual)
+    return layers + DecoderLM.head_flops(lm, t, flow.vocab)
 
 
 def prefix_key_valid(visual: VisualTokens, text_len: int) -> torch.Tensor:

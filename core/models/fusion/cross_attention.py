@@ -1,7 +1,7 @@
 """`cross_attention` (Flamingo / Llama-3.2-Vision style): text residual, visual K/V.
 
 The residual carries text only (causal, is_causal fast path). After every
-`fusion.cross_attention_every`-th text block a CrossAttentionBlock adds
+`fusion.cross_attention.every`-th text block a CrossAttentionBlock adds
 `o_proj(attn(norm(h) → visual K/V))` and then its own pre-norm SwiGLU. Visual keys get no RoPE and
 no causal mask; padded visual tokens are masked with a (B, 1, 1, K) boolean key mask. `o_proj` and
 the MLP `down_proj` are zero-initialised, so every block is the identity at construction and a fresh
@@ -10,20 +10,51 @@ model reproduces the text-only decoder exactly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from core.config._build import fail
+from core.extensions import Display, TokenFlow
 from core.models.attention import RMSNorm, SwiGLU, attend
 from core.models.fusion.base import FusionModel, FusionOutput
-from core.models.language_model import NORM_EPS, DecoderLM, init_weights, make_attention
+from core.models.language_model import (
+    NORM_EPS,
+    DecoderBlock,
+    DecoderLM,
+    attention_flops,
+    init_weights,
+    make_attention,
+)
 from core.registry import FUSION_ARCHS
 
 if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
     from core.config.fusion import FusionConfig
     from core.config.language_model import LanguageModelConfig
     from core.models.visual_tokens import VisualTokens
+
+
+@dataclass
+class CrossAttentionConfig:
+    """`fusion.cross_attention.*`."""
+
+    every: int = 1  # a cross-attention block after every `every`-th text block
+
+    def check(self, path: str) -> None:
+        if self.every < 1:
+            fail(
+                f"{path}.every",
+                self.every,
+                "must be ≥ 1",
+                "use 1 for a cross-attention block after every layer",
+            )
+
+    def layers(self, n_layers: int) -> list[int]:
+        """Indices of the text blocks a cross-attention block follows."""
+        return [i for i in range(n_layers) if (i + 1) % self.every == 0]
 
 
 class CrossAttentionBlock(nn.Module):
@@ -38,6 +69,13 @@ class CrossAttentionBlock(nn.Module):
         init_weights(self)
         nn.init.zeros_(self.cross_attn.o_proj.weight)
         nn.init.zeros_(self.mlp.down_proj.weight)
+
+    @staticmethod
+    def flops(cfg: LanguageModelConfig, text: int, visual: int) -> int:
+        """T text queries over K visual keys (`Attention.flops`) plus the SwiGLU on the text."""
+        return attention_flops(cfg, text, visual) + SwiGLU.flops(
+            cfg.dim, cfg.resolved_ffn_dim, text
+        )
 
     def forward(
         self, h: torch.Tensor, visual: torch.Tensor, key_mask: torch.Tensor, has_key: torch.Tensor
@@ -55,15 +93,30 @@ class CrossAttentionBlock(nn.Module):
 @FUSION_ARCHS.register("cross_attention")
 class CrossAttentionFusion(FusionModel):
     arch = "cross_attention"
+    Config = CrossAttentionConfig
+    display = Display(label="cross-attention", short="xattn", order=10)
+    residual_visual = False
 
     def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
         super().__init__(fusion, lm, vocab_size)
         self.lm = DecoderLM(lm, vocab_size)
-        every = fusion.cross_attention_every
         # Keyed by the index of the text block they follow, so state-dict names stay stable.
         self.cross_blocks = nn.ModuleDict(
-            {str(i): CrossAttentionBlock(lm) for i in range(lm.n_layers) if (i + 1) % every == 0}
+            {str(i): CrossAttentionBlock(lm) for i in self.options.layers(lm.n_layers)}
         )
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """The text-only decoder (`DecoderBlock.flops` on T tokens per layer), the cross-attention
+        blocks after the layers `fusion.cross_attention.every` picks (K = that layer's visual
+        tokens, in K/V only) and the LM head."""
+        lm, t = cfg.lm, flow.text_len
+        text = sum(DecoderBlock.flops(lm, t) for _ in flow.llm_visual)
+        cross = sum(
+            CrossAttentionBlock.flops(lm, t, flow.llm_visual[i])
+            for i in cfg.fusion.options.layers(len(flow.llm_visual))
+        )
+        return text + cross + DecoderLM.head_flops(lm, t, flow.vocab)
 
     def decoder_key_targets(self, key: str) -> list[str]:
         return [f"lm.{key}"]

@@ -11,11 +11,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from core.models.fusion.base import FusionModel, FusionOutput, prefix_attention_mask
+from core.extensions import Display, TokenFlow
+from core.models.fusion.base import (
+    FusionModel,
+    FusionOutput,
+    prefix_attention_mask,
+    residual_decoder_flops,
+)
 from core.models.language_model import DecoderLM
 from core.registry import FUSION_ARCHS
 
 if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
     from core.config.fusion import FusionConfig
     from core.config.language_model import LanguageModelConfig
     from core.models.visual_tokens import VisualTokens
@@ -24,10 +31,17 @@ if TYPE_CHECKING:
 @FUSION_ARCHS.register("joint_decoder")
 class JointDecoder(FusionModel):
     arch = "joint_decoder"
+    display = Display(label="joint decoder", short="jd", order=0)
+    residual_visual = True
 
     def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
         super().__init__(fusion, lm, vocab_size)
         self.lm = DecoderLM(lm, vocab_size)
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """One decoder over [K visual | T text]: `residual_decoder_flops`."""
+        return residual_decoder_flops(cfg, flow)
 
     def decoder_key_targets(self, key: str) -> list[str]:
         return [f"lm.{key}"]

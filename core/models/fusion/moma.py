@@ -1,16 +1,16 @@
 """`moma`: Mixture of Modality-aware experts (arXiv 2407.21770).
 
 Attention (and its norms) is shared exactly as in `joint_decoder`. The FFN is one expert group per
-modality ("visual": `fusion.moma_image_experts`, "text": `fusion.moma_text_experts`). Training
+modality ("visual": `fusion.moma.image_experts`, "text": `fusion.moma.text_experts`). Training
 uses expert-choice (EC) routing per group: sigmoid scores s = σ(W_g x) (no bias), capacity
-k_e = min(N, max(1, ceil(c·N))) with c = `fusion.moma_capacity` or 1/E and N the routable tokens of
+k_e = min(N, max(1, ceil(c·N))) with c = `fusion.moma.capacity` or 1/E and N the routable tokens of
 that modality in the whole batch; each expert takes its top-k_e tokens and a token's output is
 Σ_{experts that chose it} s_e · SwiGLU_e(x) (0 if none chose it: the residual carries it).
 Padded tokens (invalid visual tokens and text padding) are removed before routing, so they take no
 capacity and cannot change which real tokens are chosen.
 
 EC mixes samples (batch-level top-k), so eval routes per token instead, making a sample's output
-independent of its batch: with `moma_eval_router="aux"` a per-group auxiliary linear classifier
+independent of its batch: with `fusion.moma.eval_router="aux"` a per-group auxiliary linear classifier
 (trained with BCE on detached inputs to predict EC's choices; its loss is the arch's aux_loss)
 decides expert e iff its probability > 0.5, weighted by the main router score; with
 `"token_choice"` each token takes its top-r experts by main score, r = max(1, round(c·E)).
@@ -19,6 +19,7 @@ decides expert e iff its probability > 0.5, weighted by the main router score; w
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -26,17 +27,62 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.config._build import fail
+from core.extensions import Display, TokenFlow
 from core.models.attention import RMSNorm, Rope, RotaryEmbedding, SwiGLU
-from core.models.fusion.base import FusionModel, FusionOutput, prefix_attention_mask
-from core.models.language_model import NORM_EPS, init_weights, make_attention
+from core.models.fusion.base import MODALITIES, FusionModel, FusionOutput, prefix_attention_mask
+from core.models.language_model import (
+    NORM_EPS,
+    DecoderLM,
+    attention_flops,
+    init_weights,
+    make_attention,
+)
 from core.registry import FUSION_ARCHS
 
 if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
     from core.config.fusion import FusionConfig
     from core.config.language_model import LanguageModelConfig
     from core.models.visual_tokens import VisualTokens
 
-MODALITIES = ("visual", "text")
+EVAL_ROUTERS = ("aux", "token_choice")
+
+
+@dataclass
+class MoMaConfig:
+    """`fusion.moma.*`."""
+
+    image_experts: int = 4
+    text_experts: int = 4
+    capacity: float = 0.0  # 0 → 1/experts (paper default)
+    eval_router: str = "aux"
+
+    def check(self, path: str) -> None:
+        for name in ("image_experts", "text_experts"):
+            if getattr(self, name) < 1:
+                fail(f"{path}.{name}", getattr(self, name), "must be ≥ 1", "use e.g. 4")
+        if not 0.0 <= self.capacity <= 1.0:
+            fail(
+                f"{path}.capacity",
+                self.capacity,
+                "must lie in [0, 1]",
+                "use 0 for the 1/experts default",
+            )
+        if self.eval_router not in EVAL_ROUTERS:
+            fail(
+                f"{path}.eval_router",
+                self.eval_router,
+                "unknown eval router",
+                f"use one of {EVAL_ROUTERS}",
+            )
+
+    def experts(self, modality: str) -> int:
+        return {"visual": self.image_experts, "text": self.text_experts}[modality]
+
+    def capacity_fraction(self, n_experts: int) -> Fraction:
+        """c as an exact fraction: the configured decimal (0.1 is 1/10), or 1/E when 0."""
+        return Fraction(repr(self.capacity)) if self.capacity else Fraction(1, n_experts)
 
 
 def expert_capacity(n_tokens: int, capacity: Fraction) -> int:
@@ -89,6 +135,14 @@ class ExpertGroup(nn.Module):
             chosen = token_choice(scores, experts_per_token(len(self.experts), self.capacity))
         return chosen, info
 
+    @staticmethod
+    def flops(dim: int, hidden: int, n_experts: int, capacity: Fraction, tokens: int) -> int:
+        """Training-time routing of N tokens: the router 2·N·d·E, and each of the E experts runs
+        its SwiGLU on the k_e = expert_capacity(N, c) tokens it chose. Eval-time routers pick a
+        data-dependent count (and the aux router adds 2·N·d·E); not counted."""
+        k = expert_capacity(tokens, capacity)
+        return n_experts * SwiGLU.flops(dim, hidden, k) + 2 * tokens * dim * n_experts
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """x (N, D) routable tokens → (y (N, D), chosen (N, E) bool, info)."""
         scores = torch.sigmoid(self.router(x))
@@ -106,12 +160,12 @@ class MoMaFFN(nn.Module):
 
     def __init__(self, lm: LanguageModelConfig, fusion: FusionConfig) -> None:
         super().__init__()
-        counts = {"visual": fusion.moma_image_experts, "text": fusion.moma_text_experts}
+        opts: MoMaConfig = fusion.options
         self.groups = nn.ModuleDict()
         for m in MODALITIES:
-            n = counts[m]
-            c = Fraction(repr(fusion.moma_capacity)) if fusion.moma_capacity else Fraction(1, n)
-            self.groups[m] = ExpertGroup(lm.dim, lm.resolved_ffn_dim, n, c, fusion.moma_eval_router)
+            n = opts.experts(m)
+            c = opts.capacity_fraction(n)
+            self.groups[m] = ExpertGroup(lm.dim, lm.resolved_ffn_dim, n, c, opts.eval_router)
 
     def forward(
         self, x: torch.Tensor, routable: dict[str, torch.Tensor], records: list[dict]
@@ -157,6 +211,9 @@ class MoMaBlock(nn.Module):
 @FUSION_ARCHS.register("moma")
 class MoMa(FusionModel):
     arch = "moma"
+    Config = MoMaConfig
+    display = Display(label="MoMa", short="moma", order=30)
+    residual_visual = True
 
     def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
         super().__init__(fusion, lm, vocab_size)
@@ -166,6 +223,21 @@ class MoMa(FusionModel):
         self.norm = RMSNorm(lm.dim, NORM_EPS)
         self.lm_head = nn.Linear(lm.dim, vocab_size, bias=False)
         init_weights(self)
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """Per layer: the shared attention over S = visual + T (`Attention.flops`) and one expert
+        group per modality on that modality's tokens (`ExpertGroup.flops`); the LM head."""
+        lm, opts, t = cfg.lm, cfg.fusion.options, flow.text_len
+        total = DecoderLM.head_flops(lm, t, flow.vocab)
+        for visual in flow.llm_visual:
+            total += attention_flops(lm, visual + t, visual + t)
+            for m, n_tokens in zip(MODALITIES, (visual, t), strict=True):
+                n = opts.experts(m)
+                total += ExpertGroup.flops(
+                    lm.dim, lm.resolved_ffn_dim, n, opts.capacity_fraction(n), n_tokens
+                )
+        return total
 
     def decoder_key_targets(self, key: str) -> list[str]:
         """Warm start by upcycling: every expert starts as a copy of the dense MLP."""

@@ -16,17 +16,23 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from core.extensions import Display, TokenFlow
 from core.models.attention import RMSNorm, Rope, RotaryEmbedding, attend
-from core.models.fusion.base import FusionModel, FusionOutput, prefix_attention_mask
+from core.models.fusion.base import (
+    MODALITIES,
+    FusionModel,
+    FusionOutput,
+    prefix_attention_mask,
+    residual_decoder_flops,
+)
 from core.models.language_model import NORM_EPS, DecoderBlock, init_weights
 from core.registry import FUSION_ARCHS
 
 if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
     from core.config.fusion import FusionConfig
     from core.config.language_model import LanguageModelConfig
     from core.models.visual_tokens import VisualTokens
-
-MODALITIES = ("visual", "text")
 
 
 class MoTBlock(nn.Module):
@@ -62,6 +68,8 @@ class MoTBlock(nn.Module):
 @FUSION_ARCHS.register("mot")
 class MixtureOfTransformers(FusionModel):
     arch = "mot"
+    display = Display(label="MoT", short="mot", order=20)
+    residual_visual = True
 
     def __init__(self, fusion: FusionConfig, lm: LanguageModelConfig, vocab_size: int) -> None:
         super().__init__(fusion, lm, vocab_size)
@@ -71,6 +79,13 @@ class MixtureOfTransformers(FusionModel):
         self.norm = nn.ModuleDict({m: RMSNorm(lm.dim, NORM_EPS) for m in MODALITIES})
         self.lm_head = nn.Linear(lm.dim, vocab_size, bias=False)
         init_weights(self)
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> int:
+        """Each token runs through its modality's copy of JD-sized weights and one global
+        attention over [visual | text], so it costs what joint_decoder does:
+        `residual_decoder_flops`."""
+        return residual_decoder_flops(cfg, flow)
 
     def decoder_key_targets(self, key: str) -> list[str]:
         """Warm start: a text block initialises both modality copies (so does the final norm)."""

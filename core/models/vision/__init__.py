@@ -1,17 +1,14 @@
-"""Vision encoders (registry VISION_ENCODERS): `vit`, `random`, `siglip2`."""
+"""Vision encoders (registry VISION_ENCODERS), one module each: `vit`, `random`, `siglip2`."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from core.config.vision import VisionConfig
-from core.models.vision.siglip2 import build_siglip2
-from core.models.vision.vit import RandomEncoder, ViT
+from core.models.vision import random_encoder, siglip2  # noqa: F401  (register the encoders)
+from core.models.vision.random_encoder import RandomEncoder
+from core.models.vision.vit import ViT
 from core.registry import VISION_ENCODERS
-
-VISION_ENCODERS.register("vit")(ViT)
-VISION_ENCODERS.register("random")(RandomEncoder)
-VISION_ENCODERS.register("siglip2")(build_siglip2)
 
 
 def build_encoder(cfg: VisionConfig, image_size: int) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Load a local SigLIP / SigLIP2 vision tower (Hugging Face format) into our ViT.
+"""`siglip2`: a local SigLIP / SigLIP2 vision tower (Hugging Face format) loaded into our ViT.
 
 Our ViT has SigLIP's shape, so a real checkpoint becomes a `ViT` that can host in-ViT reducers (STTS)
 like the randomly initialised one. `transformers` is an optional extra, imported only here.
@@ -7,12 +7,19 @@ like the randomly initialised one. `transformers` is an optional extra, imported
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from core.config._build import fail
+from core.config.data import SIGLIP_PIXEL_STATS
 from core.config.vision import VisionConfig
 from core.models.vision.vit import ViT
+from core.registry import VISION_ENCODERS
+
+if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
 
 
 def _transformers():
@@ -29,31 +36,53 @@ def _vision_config(hf_config):
     return getattr(hf_config, "vision_config", hf_config)
 
 
-def build_siglip2(cfg: VisionConfig, image_size: int) -> ViT:
-    """Build a ViT shaped like the checkpoint at `cfg.checkpoint` and copy its weights in."""
-    tf = _transformers()
-    hf_cfg = _vision_config(tf.AutoConfig.from_pretrained(cfg.checkpoint, local_files_only=True))
-    hidden, layers = hf_cfg.hidden_size, hf_cfg.num_hidden_layers
-    shaped = dataclasses.replace(
-        cfg,
-        type="vit",
-        checkpoint="",
-        patch_size=hf_cfg.patch_size,
-        dim=hidden,
-        depth=layers,
-        heads=hf_cfg.num_attention_heads,
-        mlp_ratio=hf_cfg.intermediate_size / hidden,
-    )
-    if image_size % hf_cfg.patch_size:
-        raise ValueError(
-            f"data.frame_size={image_size} is not a multiple of the checkpoint's patch size "
-            f"{hf_cfg.patch_size}. Fix: set data.frame_size to a multiple of {hf_cfg.patch_size}."
+@VISION_ENCODERS.register("siglip2")
+class SigLIP2Encoder(ViT):
+    """A ViT shaped like the checkpoint at `vision.checkpoint`, with its weights copied in."""
+
+    def __init__(self, cfg: VisionConfig, image_size: int) -> None:
+        tf = _transformers()
+        hf_cfg = _vision_config(
+            tf.AutoConfig.from_pretrained(cfg.checkpoint, local_files_only=True)
         )
-    model = ViT(shaped, image_size)
-    hf_model = tf.AutoModel.from_pretrained(cfg.checkpoint, local_files_only=True)
-    vision = getattr(hf_model, "vision_model", hf_model)
-    load_siglip_state(model, vision.state_dict())
-    return model
+        hidden, layers = hf_cfg.hidden_size, hf_cfg.num_hidden_layers
+        shaped = dataclasses.replace(
+            cfg,
+            type="vit",
+            checkpoint="",
+            patch_size=hf_cfg.patch_size,
+            dim=hidden,
+            depth=layers,
+            heads=hf_cfg.num_attention_heads,
+            mlp_ratio=hf_cfg.intermediate_size / hidden,
+        )
+        if image_size % hf_cfg.patch_size:
+            raise ValueError(
+                f"data.frame_size={image_size} is not a multiple of the checkpoint's patch size "
+                f"{hf_cfg.patch_size}. Fix: set data.frame_size to a multiple of {hf_cfg.patch_size}."
+            )
+        super().__init__(shaped, image_size)
+        hf_model = tf.AutoModel.from_pretrained(cfg.checkpoint, local_files_only=True)
+        load_siglip_state(self, getattr(hf_model, "vision_model", hf_model).state_dict())
+
+    @classmethod
+    def check_experiment(cls, cfg: ExperimentConfig) -> None:
+        v, d = cfg.vision, cfg.data
+        if not v.checkpoint:
+            fail(
+                "vision.checkpoint",
+                v.checkpoint,
+                "siglip2 needs a local checkpoint directory",
+                "set vision.checkpoint=/path/to/siglip2 (no downloads happen at run time)",
+            )
+        stats = list(SIGLIP_PIXEL_STATS)
+        if list(d.pixel_mean) != stats or list(d.pixel_std) != stats:
+            fail(
+                "data.pixel_mean",
+                d.pixel_mean,
+                "a SigLIP2 checkpoint expects SigLIP's preprocessing, (x - 0.5) / 0.5",
+                "set data.pixel_mean=[0.5,0.5,0.5] data.pixel_std=[0.5,0.5,0.5]",
+            )
 
 
 def load_siglip_state(model: ViT, sd: dict[str, torch.Tensor]) -> None:

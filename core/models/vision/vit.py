@@ -6,12 +6,25 @@ the batch), optionally with an additive per-key bias (STTS's soft score), or pac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.config.vision import VisionConfig
-from core.pruning.packing import PackPlan
+from core.extensions import EncoderCost, Extension, TokenFlow
+from core.layers.packing import PackPlan
+from core.registry import VISION_ENCODERS
+
+if TYPE_CHECKING:
+    from core.config.experiment import ExperimentConfig
+
+
+def patch_embed_flops(cfg: ExperimentConfig, flow: TokenFlow) -> int:
+    """A linear map of every 3p² patch to D: 2·N·3p²·D per frame."""
+    v = cfg.vision
+    return flow.frames * 2 * flow.patches * 3 * v.patch_size**2 * v.dim
 
 
 class ViTAttention(nn.Module):
@@ -59,11 +72,31 @@ class ViTBlock(nn.Module):
         x = x + self.attn.forward_packed(self.norm1(x), plan)
         return x + self.mlp(self.norm2(x))
 
+    @staticmethod
+    def flops(tokens_per_frame: list[int], dim: int, mlp_dim: int) -> int:
+        """Frames holding n_f tokens each (attention stays within a frame):
+        Σ_f 8n_fD² (q, k, v, o) + 4n_f²D (QKᵀ, AV) + 4n_fDM (MLP)."""
+        return sum(
+            8 * n * dim * dim + 4 * n * n * dim + 4 * n * dim * mlp_dim for n in tokens_per_frame
+        )
 
-class ViT(nn.Module):
+
+@VISION_ENCODERS.register("vit")
+class ViT(Extension, nn.Module):
     """Frames (frames, 3, S, S) → patch features (frames, N, D), N = (S/p)²."""
 
     hosts_reducers = True
+
+    @staticmethod
+    def num_blocks(cfg: VisionConfig) -> int:
+        return cfg.depth
+
+    @classmethod
+    def flops(cls, cfg: ExperimentConfig, flow: TokenFlow) -> EncoderCost:
+        """Conv patch embedding on every patch, then each block on the tokens the flow gives it."""
+        v = cfg.vision
+        blocks = [ViTBlock.flops(tokens, v.dim, v.mlp_dim) for tokens in flow.vit_blocks]
+        return EncoderCost(patch_embed_flops(cfg, flow), blocks)
 
     def __init__(self, cfg: VisionConfig, image_size: int) -> None:
         super().__init__()
@@ -88,31 +121,3 @@ class ViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
-
-
-class RandomEncoder(nn.Module):
-    """Weightless deterministic encoder for smoke runs: a fixed random projection of each patch."""
-
-    hosts_reducers = False
-
-    def __init__(self, cfg: VisionConfig, image_size: int) -> None:
-        super().__init__()
-        self.patch_size = cfg.patch_size
-        self.grid = image_size // cfg.patch_size
-        self.dim = cfg.dim
-        self.depth = 0
-        self.mlp_dim = cfg.mlp_dim
-        gen = torch.Generator().manual_seed(1234)
-        fan_in = 3 * cfg.patch_size**2
-        proj = torch.randn(fan_in, cfg.dim, generator=gen) / fan_in**0.5
-        pos = torch.randn(self.grid * self.grid, cfg.dim, generator=gen) * 0.1
-        self.register_buffer("proj", proj, persistent=False)
-        self.register_buffer("pos", pos, persistent=False)
-
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        p = self.patch_size
-        patches = F.unfold(pixels, p, stride=p).transpose(1, 2)  # (frames, N, 3p²)
-        return torch.tanh(patches @ self.proj.to(patches.dtype)) + self.pos.to(patches.dtype)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.embed(pixels)

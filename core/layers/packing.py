@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.models.windows import WindowGrid
+from core.layers.windows import WindowGrid
 
 
 @dataclass

@@ -7,10 +7,11 @@ score per window), so one pruned window removes exactly one LLM token.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
+
+from core import budget
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,11 @@ class WindowGrid:
 
     @property
     def per_side(self) -> int:
-        return math.ceil(self.grid / self.window)
+        return budget.windows_per_side(self.grid, self.window)
 
     @property
     def num_windows(self) -> int:
-        return self.per_side**2
+        return budget.tokens_per_frame(self.grid, self.window)
 
     @property
     def num_patches(self) -> int:
@@ -67,7 +68,7 @@ class WindowGrid:
 
 @functools.lru_cache(maxsize=32)
 def _layout(grid: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    side = math.ceil(grid / window)
+    side = budget.windows_per_side(grid, window)
     wy, wx, sy, sx = torch.meshgrid(
         torch.arange(side),
         torch.arange(side),
