@@ -17,6 +17,7 @@ from typing import Any
 
 from ablations import hydra_conf
 from ablations.backends import BACKENDS, LaunchSettings, choose_backend
+from ablations.backends.base import Stage
 from ablations.cells import CellSpec, Composer
 from ablations.collect import collect
 from ablations.grid import GridSpec, resolve_grid
@@ -124,13 +125,25 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
         print(f"nothing to run for grid {spec.name}.")
         return 0
     print(f"backend {backend}: {len(todo)} cells", flush=True)
-    waited = submit(todo, grid_dir)
+    waited = submit(stages_of(plan), grid_dir)
     if not waited:
         return 0
     not_done = summarize(grid_dir, {d.name for d in todo}, stale_s)
     if cfg.collect:
         collect(grid_dir.parent, spec.name, _collect_dir(cfg))
     return 1 if not_done else 0
+
+
+def stages_of(plan: Plan) -> list[Stage]:
+    """The plan's stages as the backends take them (cell folders, each cell's base)."""
+    return [
+        Stage(
+            name,
+            [plan.grid_dir / pc.cell_id for pc in cells],
+            {pc.cell_id: pc.cell.base_id for pc in cells if pc.cell.base_id},
+        )
+        for name, cells in plan.stages()
+    ]
 
 
 def prepare_tree(plan: Plan, backend: str) -> list[Path]:

@@ -1,10 +1,15 @@
 """Cells: compose each axis combination into a validated, frozen experiment config with a stable id.
 
 The base config is composed once by Hydra; each cell then applies plain dict overrides in this
-order (later wins): its arch group file, the grid's `fixed`, the grid's `when` sets, its axis
-values, the explicit command-line experiment keys, and the runtime keys (W&B group and tags,
-absolute data root). `ExperimentConfig.from_dict` validates it and gives the id
-(`identity_hash`, runtime keys excluded), so planning a thousand cells takes seconds.
+order (later wins): its arch group file, the grid's `fixed`, the grid's `when` sets, its protocol
+stage's keys, its axis values, the explicit command-line experiment keys, the protocol's links
+(`train.init_cell`; zero steps for zero-shot cells) and the runtime keys (W&B group and tags,
+absolute data root). `ExperimentConfig.from_dict` validates it and gives the id (`identity_hash`,
+runtime keys excluded), so planning a thousand cells takes seconds.
+
+With a grid protocol every axis combination becomes a fine-tune cell started from the base of its
+arch × seed (one unpruned base cell each, composed once), plus a zero-shot cell for every
+training-free method; without one, every cell trains from scratch (protocol `scratch`).
 """
 
 from __future__ import annotations
@@ -19,21 +24,32 @@ from typing import Any
 from ablations.grid import GridError, GridSpec, flatten, get_dotted, set_dotted
 from ablations.overrides import AXIS_KEYS
 from core.config import ExperimentConfig
+from core.registry import FUSION_ARCHS, REDUCERS
 from core.results import AXES, cell_block, plan_entry
-
-# NOTE: a name table, kept only until each fusion arch declares its short name itself (its
-# display metadata, `core.extensions`): then cell_name reads the arch's `short` instead.
-ARCH_ABBREV = {"joint_decoder": "jd", "cross_attention": "xattn", "mot": "mot", "moma": "moma"}
 
 
 class CellError(ValueError):
     """A cell's config is invalid; the message names the grid, the cell and the field."""
 
 
+PROTOCOL_SUFFIX = {"scratch": "", "base": "-base", "finetune": "-ft", "zeroshot": "-zs"}
+
+
 def cell_name(axes: Mapping[str, Any]) -> str:
-    """Readable, unique within a grid: `jd-scorer-r0.5-l1-s0`."""
-    arch = ARCH_ABBREV.get(axes["arch"], axes["arch"])
-    return f"{arch}-{axes['method']}-r{axes['ratio']:g}-l{axes['layer']}-s{axes['seed']}"
+    """Readable, unique within a grid: `jd-scorer-r0.5-l1-s0` (+ `-base`, `-ft`, `-zs`)."""
+    arch = (
+        FUSION_ARCHS.get(axes["arch"]).display.short
+        if axes["arch"] in FUSION_ARCHS
+        else axes["arch"]
+    )
+    suffix = PROTOCOL_SUFFIX[axes.get("protocol", "scratch")]
+    return f"{arch}-{axes['method']}-r{axes['ratio']:g}-l{axes['layer']}-s{axes['seed']}{suffix}"
+
+
+def training_free(method: str) -> bool:
+    """A method with no learned parameters that is not the unpruned reference (zero-shot-able)."""
+    reducer = REDUCERS.get(method)
+    return not reducer.trained and not reducer.is_reference
 
 
 @dataclass
@@ -47,6 +63,11 @@ class CellSpec:
     overrides: dict[str, Any]
     config: ExperimentConfig
     steps: int = 0
+    base_id: str = ""  # the cell this one starts from (train.init_cell), "" when none
+
+    @property
+    def protocol(self) -> str:
+        return str(self.axes.get("protocol", "scratch"))
 
     def frozen(self) -> dict[str, Any]:
         """What goes to config.yaml: the resolved sections plus the `cell` block."""
@@ -71,15 +92,28 @@ class Composer:
     def base_axes(self) -> dict[str, Any]:
         return {axis: get_dotted(self.base, AXIS_KEYS[axis][0]) for axis in AXES}
 
-    def sections_for(self, axes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def protocol_sets(self, axes: Mapping[str, Any]) -> dict[str, Any]:
+        """The keys of the cell's protocol stage (base or fine-tune; zero-shot uses fine-tune's)."""
+        protocol = self.spec.protocol
+        if protocol is None or axes.get("protocol", "scratch") == "scratch":
+            return {}
+        return protocol.base if axes["protocol"] == "base" else protocol.finetune
+
+    def sections_for(
+        self, axes: Mapping[str, Any], base_id: str = ""
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(sections, applied overrides) for one combination, not yet validated."""
         sections = copy.deepcopy(self.base)
         applied: dict[str, Any] = {}
         for key, value in flatten(self.arch_config(axes["arch"])).items():
             set_dotted(sections, key, copy.deepcopy(value))
-        layers = [self.spec.fixed, self.spec.sets_for(axes)]
+        layers = [self.spec.fixed, self.spec.sets_for(axes), self.protocol_sets(axes)]
         layers.append({k: axes[a] for a, keys in AXIS_KEYS.items() for k in keys})
         layers.append(self.cli_sections)
+        if base_id:
+            layers.append({"train.init_cell": base_id})
+        if axes.get("protocol") == "zeroshot":
+            layers.append({"train.steps": 0, "train.caption_steps": 0})
         for layer in layers:
             for key, value in layer.items():
                 set_dotted(sections, key, copy.deepcopy(value))
@@ -95,10 +129,10 @@ class Composer:
             data["data_root"] = str((self.data_root_base / root).resolve())
         return sections, applied
 
-    def compose(self, axes: Mapping[str, Any]) -> CellSpec | None:
+    def compose(self, axes: Mapping[str, Any], base_id: str = "") -> CellSpec | None:
         """A validated cell, or None when an `unless` exclude rule drops it."""
         name = cell_name(axes)
-        sections, applied = self.sections_for(axes)
+        sections, applied = self.sections_for(axes, base_id)
         if self.spec.drops(axes, sections) is not None:
             return None
         try:
@@ -116,7 +150,29 @@ class Composer:
             overrides=applied,
             config=config,
             steps=config.train.steps + config.train.caption_steps,
+            base_id=base_id,
         )
+
+    def compose_protocol(self, axes: Mapping[str, Any]) -> list[CellSpec]:
+        """The cells of one axis combination: itself from scratch without a protocol; with one,
+        its base, itself fine-tuned from that base and, for a training-free method, itself
+        zero-shot on the base (bases repeat across combinations; compose_all keeps one)."""
+        if self.spec.protocol is None:
+            cell = self.compose({**axes, "protocol": "scratch"})
+            return [] if cell is None else [cell]
+        base = self.compose(_base_axes_of(axes, self.base_axes()["layer"]))
+        if base is None:
+            return []
+        out = [base]
+        for protocol in ("finetune", "zeroshot"):
+            if protocol == "zeroshot" and not (
+                self.spec.protocol.zeroshot and training_free(axes["method"])
+            ):
+                continue
+            cell = self.compose({**axes, "protocol": protocol}, base.cell_id)
+            if cell is not None:
+                out.append(cell)
+        return out
 
     def compose_all(self, max_errors: int = 8) -> list[CellSpec]:
         """Every cell of the grid; all invalid cells are reported together, before any work."""
@@ -124,12 +180,9 @@ class Composer:
         errors: list[str] = []
         for axes in self.spec.combinations(self.base_axes()):
             try:
-                cell = self.compose(axes)
+                cells.extend(self.compose_protocol(axes))
             except CellError as exc:
                 errors.append(str(exc))
-                continue
-            if cell is not None:
-                cells.append(cell)
         if errors:
             more = (
                 f"\n  ... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
@@ -139,6 +192,9 @@ class Composer:
                 + "\n  ".join(errors[:max_errors])
                 + more
             )
+        cells = list({c.cell_id: c for c in cells if c.protocol == "base"}.values()) + [
+            c for c in cells if c.protocol != "base"
+        ]
         by_id: dict[str, CellSpec] = {}
         for cell in cells:
             other = by_id.setdefault(cell.cell_id, cell)
@@ -149,6 +205,10 @@ class Composer:
                     "exclude rule."
                 )
         return cells
+
+
+def _base_axes_of(axes: Mapping[str, Any], layer: Any) -> dict[str, Any]:
+    return {**axes, "method": "none", "ratio": 0.0, "layer": layer, "protocol": "base"}
 
 
 def flat_sections(frozen: Mapping[str, Any]) -> dict[str, Any]:

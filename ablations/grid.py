@@ -9,6 +9,11 @@ Exclude rules: `{match: {axis: value | [values]}}` drops matching cells; with `u
 {dotted.key: value}` it drops them only when the cell's config differs there; with `pin: {axis:
 value | null}` it does not drop but sets those axes (null → the base config's value), so e.g. the
 unpruned method gets one cell per arch × seed instead of one per ratio × layer.
+
+An optional `protocol` block turns the grid into the field's protocol (ablations.cells composes it):
+`base` (dotted keys for the unpruned base trained once per arch × seed), `finetune` (keys for every
+cell of the axes, the unpruned control included, each started from its base), `zeroshot` (true:
+also evaluate every training-free method on its base, with no training).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ GRID_KEYS = (
     "resources",
     "wandb_group",
     "scales",
+    "protocol",
 )
+PROTOCOL_KEYS = ("base", "finetune", "zeroshot")
 RULE_KEYS = ("match", "pin", "unless", "set")
 RESOURCE_KEYS = ("timeout_min", "cpus", "gpus", "mem_gb", "nodes", "tasks", "array_parallelism")
 DEFAULT_RESOURCES: dict[str, Any] = {
@@ -174,6 +181,37 @@ class Rule:
         return cls(match=match, pin=pin, unless=unless, set=sets)
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """Base stage, then fine-tune (and zero-shot) stage: see the module docstring."""
+
+    base: dict[str, Any]
+    finetune: dict[str, Any]
+    zeroshot: bool = True
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> Protocol | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise GridError(
+                f"{where}={data!r}: expected a mapping with base, finetune (and zeroshot). Fix: "
+                "see ablations/conf/grid/prune_sweep.yaml."
+            )
+        unknown = sorted(set(data) - set(PROTOCOL_KEYS))
+        if unknown:
+            raise GridError(f"{where}.{unknown[0]}: unknown key. Fix: use {PROTOCOL_KEYS}.")
+        stages = {}
+        for stage in ("base", "finetune"):
+            values = flatten(data.get(stage) or {})
+            check_experiment_keys(values, f"{where}.{stage}")
+            stages[stage] = values
+        zeroshot = data.get("zeroshot", True)
+        if not isinstance(zeroshot, bool):
+            raise GridError(f"{where}.zeroshot={zeroshot!r}: expected true or false.")
+        return cls(base=stages["base"], finetune=stages["finetune"], zeroshot=zeroshot)
+
+
 @dataclass
 class GridSpec:
     name: str
@@ -184,6 +222,7 @@ class GridSpec:
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     wandb_group: str = ""
     description: str = ""
+    protocol: Protocol | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GridSpec:
@@ -250,6 +289,7 @@ class GridSpec:
             resources=resources,
             wandb_group=str(data.get("wandb_group") or name),
             description=str(data.get("description") or ""),
+            protocol=Protocol.parse(data.get("protocol"), f"{where}: grid.protocol"),
         )
 
     def combinations(self, base_axes: Mapping[str, Any]) -> list[dict[str, Any]]:

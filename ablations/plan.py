@@ -4,6 +4,10 @@ Decisions: done → skip; running or pending → skip (never two writers); new �
 (the runner resumes from its checkpoint); failed → run only with retry_failed; with force every
 existing dir except running ones is moved to `_trash/` and run anew. An incomplete or failed cell
 whose frozen config differs from the new one is refused (naming the changed keys) unless force.
+
+Cells that start from a base cell (a grid protocol) form the second stage: they run after the first
+stage (bases and cells without a base), and a cell whose base is failed and not retried is
+blocked (not run, and not failed: it runs once its base is done).
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ class Plan:
     def to_run(self) -> list[PlannedCell]:
         return [c for c in self.cells if c.run]
 
+    def stages(self) -> list[tuple[str, list[PlannedCell]]]:
+        """The cells to run in launch order: those without a base, then those started from one."""
+        first = [c for c in self.to_run() if not c.cell.base_id]
+        second = [c for c in self.to_run() if c.cell.base_id]
+        return [(name, cells) for name, cells in (("base", first), ("dependent", second)) if cells]
+
     def write(self) -> Path:
         entries = [c.cell.plan_entry() for c in self.cells]
         return write_plan(self.grid_dir, self.grid, self.axes, entries)
@@ -94,6 +104,7 @@ def make_plan(
             if diff:
                 changed.append(f"{cell.name} ({cell.cell_id}): " + "; ".join(diff[:6]))
         plan.cells.append(PlannedCell(cell, state, status, run, reason))
+    _block_on_bases(plan)
     if changed:
         raise PlanError(
             "the frozen config of existing cell(s) differs from the new one (runtime-only keys "
@@ -101,6 +112,19 @@ def make_plan(
             "with the original values, or force=true to move those cells to _trash/ and rerun."
         )
     return plan
+
+
+def _block_on_bases(plan: Plan) -> None:
+    """A cell whose base will not be done (failed and not retried, or not planned) waits."""
+    by_id = {c.cell_id: c for c in plan.cells}
+    for pc in plan.cells:
+        base = by_id.get(pc.cell.base_id) if pc.cell.base_id else None
+        if not pc.run or base is None:
+            continue
+        coming = base.run or base.state in (State.DONE, State.RUNNING, State.PENDING)
+        if not coming:
+            hint = " (retry_failed=true re-runs it)" if base.state == State.FAILED else ""
+            pc.run, pc.reason = False, f"blocked: its base {base.cell.name} is {base.state}{hint}"
 
 
 def cost_estimate(cells: list[CellSpec]) -> dict[str, Any]:
@@ -129,20 +153,29 @@ def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -
     ]
     todo = plan.to_run()
     lines.append(f"to run: {len(todo)}")
-    if todo:
-        lines.append(f"  {'cell_id':<12} {'name':<28} {'state':<11} {'steps':>6}  reason")
-        for pc in todo[:max_rows]:
-            lines.append(
-                f"  {pc.cell_id:<12} {pc.cell.name:<28} {pc.state:<11} "
-                f"{pc.cell.steps:>6}  {pc.reason}"
+    names = {c.cell_id: c.cell.name for c in plan.cells}
+    shown = 0
+    for stage, cells in plan.stages():
+        after = " (each after its base)" if stage == "dependent" else ""
+        lines.append(f" stage {stage}: {len(cells)} cells{after}")
+        lines.append(f"  {'cell_id':<12} {'name':<32} {'state':<11} {'steps':>6}  reason")
+        for pc in cells:
+            if shown == max_rows:
+                break
+            shown += 1
+            base = (
+                f", after {names.get(pc.cell.base_id, pc.cell.base_id)}" if pc.cell.base_id else ""
             )
-        if len(todo) > max_rows:
-            lines.append(f"  ... and {len(todo) - max_rows} more")
-    failed = [pc for pc in plan.cells if pc.state == State.FAILED and not pc.run]
-    for pc in failed[:max_rows]:
-        lines.append(
-            f"  failed, skipped: {pc.cell.name} ({pc.cell_id}): {(pc.status or {}).get('error')}"
-        )
+            lines.append(
+                f"  {pc.cell_id:<12} {pc.cell.name:<32} {pc.state:<11} "
+                f"{pc.cell.steps:>6}  {pc.reason}{base}"
+            )
+    if len(todo) > max_rows:
+        lines.append(f"  ... and {len(todo) - max_rows} more")
+    skipped = [pc for pc in plan.cells if not pc.run and pc.state not in (State.DONE,)]
+    for pc in skipped[:max_rows]:
+        why = (pc.status or {}).get("error") if pc.state == State.FAILED else pc.reason
+        lines.append(f"  not run: {pc.cell.name} ({pc.cell_id}): {why}")
     if cost is not None:
         lines.append(
             f"cost: {cost['cells']} cells, {cost['train_steps']} train steps, "

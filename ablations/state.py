@@ -1,7 +1,8 @@
 """The few records the launcher writes into a cell folder itself; states come from core.results.
 
 The runner owns status.json while it runs; the launcher only writes `pending` before handing a
-cell to a backend and `failed` when a job died without a word, and moves forced cells aside.
+cell to a backend, `waiting` when it releases one it cannot run yet (its base is not done), and
+`failed` when a job died without a word, and moves forced cells aside.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from core.results import TRASH_DIR, CellStatus, State
 def write_pending(cell_dir: Path) -> None:
     """Mark a cell as handed to a backend, keeping its history (attempts, step)."""
     CellStatus(cell_dir).pending()
+
+
+def mark_waiting(cell_dir: Path, reason: str) -> None:
+    """Release a cell this launcher will not run now (its base is not done)."""
+    CellStatus(cell_dir).wait(reason)
 
 
 def mark_failed(cell_dir: Path, reason: str) -> None:

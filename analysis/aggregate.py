@@ -1,9 +1,15 @@
-"""Seeds → mean ± std per (grid, arch, method, ratio, layer), with Δ and speed-ups vs unpruned.
+"""Seeds → mean ± std per (grid, arch, method, ratio, layer, protocol), with Δ vs the unpruned.
 
 The unpruned reference of a cell is the done cell of the reference method (`display.method.
-is_reference`, see analysis.display) of the same grid, arch and seed (the same layer when several
-exist). Δ accuracy, speed-ups and memory ratio are computed per seed
+is_reference`, see analysis.display) of the same grid, arch, seed and protocol (the same layer when
+several exist): a fine-tuned cell against the unpruned model fine-tuned for the same steps, a
+from-scratch cell against the unpruned from-scratch cell, and a zero-shot cell against its base
+(the unpruned model it was evaluated from). Δ accuracy and the memory ratio are computed per seed
 against that seed's reference and then averaged, so a group is compared with exactly its seed set.
+Speed-ups are never step times of different cells divided by each other: each cell measures its
+own against the unpruned model of the same geometry, side by side in one process
+(`speedup_train_measured`); the analytic FLOPs speed-up sits beside it. A group whose |Δ accuracy|
+is within the seed spread (its std over seeds) is flagged `within seed spread`, never ranked.
 Only done cells enter a mean; the others are counted, named in `states` and `flag`, never averaged.
 """
 
@@ -17,7 +23,14 @@ import pandas as pd
 from analysis.display import DISPLAY_COLUMNS, resolve_display
 from core.results import STATES, State
 
-GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer")
+GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol")
+# The protocol whose unpruned cell is the reference of each protocol's cells.
+REFERENCE_PROTOCOL = {
+    "finetune": "finetune",
+    "zeroshot": "base",
+    "base": "base",
+    "scratch": "scratch",
+}
 
 BASE_METRICS = (
     "accuracy",
@@ -39,20 +52,33 @@ BASE_METRICS = (
     "prefill_latency_s",
     "peak_memory_mb",
     "wall_s",
+    "speedup_flops_analytic",
+    "speedup_train_measured",
+    "speedup_train_measured_q1",
+    "speedup_train_measured_q3",
+    "speedup_prefill_measured",
+    "measured_over_analytic",
 )
 DERIVED = ("delta_accuracy", "speedup_step", "speedup_gflops", "memory_ratio")
-_REF_INPUTS = ("accuracy", "train_step_s", "total_gflops", "peak_memory_mb")
+_REF_INPUTS = ("accuracy", "total_gflops", "peak_memory_mb")
 
 
 def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (reference
-    train_step_s / cell's), speedup_gflops (reference total_gflops / cell's) and memory_ratio
-    (cell peak_memory_mb / reference's); NaN where the cell or its reference is not done."""
+    """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (the cell's own
+    side-by-side measured train-step speed-up), speedup_gflops (reference total_gflops / cell's)
+    and memory_ratio (cell peak_memory_mb / reference's); NaN where the cell or its reference is
+    not done."""
     out = with_display(cells.reset_index(drop=True))
+    if "protocol" not in out.columns:
+        out["protocol"] = "scratch"
+    out["protocol"] = out["protocol"].fillna("scratch")
+    out["_ref_protocol"] = out["protocol"].map(REFERENCE_PROTOCOL).fillna(out["protocol"])
     ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
     done_refs = out[(out["state"] == State.DONE) & out["method_is_reference"]]
-    refs = done_refs[["grid", "arch", "seed", "layer", *ref_cols]].rename(columns=ref_cols)
-    keys = ["grid", "arch", "seed"]
+    refs = done_refs[["grid", "arch", "seed", "layer", "protocol", *ref_cols]].rename(
+        columns={**ref_cols, "protocol": "_ref_protocol"}
+    )
+    keys = ["grid", "arch", "seed", "_ref_protocol"]
     exact = refs.drop_duplicates([*keys, "layer"])
     fallback = refs.sort_values("layer").drop_duplicates(keys).drop(columns="layer")
     base = out[keys + ["layer"]].reset_index()
@@ -73,10 +99,10 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
 
     out["ref_accuracy"] = col(matched, "ref_accuracy")
     out["delta_accuracy"] = col(out, "accuracy") - out["ref_accuracy"]
-    out["speedup_step"] = ratio(col(matched, "ref_train_step_s"), col(out, "train_step_s"))
+    out["speedup_step"] = col(out, "speedup_train_measured")
     out["speedup_gflops"] = ratio(col(matched, "ref_total_gflops"), col(out, "total_gflops"))
     out["memory_ratio"] = ratio(col(out, "peak_memory_mb"), col(matched, "ref_peak_memory_mb"))
-    return out
+    return out.drop(columns="_ref_protocol")
 
 
 def with_display(cells: pd.DataFrame) -> pd.DataFrame:
@@ -117,9 +143,16 @@ def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
         _arch=pd.to_numeric(frame.get("arch_order"), errors="coerce"),
         _method=pd.to_numeric(frame.get("method_order"), errors="coerce"),
     )
-    cols = ["grid", "_arch", "arch", "_method", "method", "ratio", "layer"]
+    key["_protocol"] = (
+        key["protocol"].map(
+            {p: i for i, p in enumerate(("base", "finetune", "zeroshot", "scratch"))}
+        )
+        if "protocol" in key
+        else 0
+    )
+    cols = ["grid", "_arch", "arch", "_protocol", "_method", "method", "ratio", "layer"]
     key = key.sort_values([c for c in cols if c in key.columns], na_position="last")
-    return key.drop(columns=["_arch", "_method"]).reset_index(drop=True)
+    return key.drop(columns=["_arch", "_method", "_protocol"]).reset_index(drop=True)
 
 
 def group_state(counts: dict[str, int]) -> str:
@@ -143,12 +176,24 @@ def _group_row(key: dict, members: pd.DataFrame, metrics: Iterable[str]) -> dict
     row["states"] = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     row["seeds"] = ",".join(str(s) for s in sorted(done["seed"].dropna().tolist()))
     row["n_ref"] = int(done["delta_accuracy"].notna().sum()) if "delta_accuracy" in done else 0
-    row["flag"] = _flag(members, done, counts, row["n_ref"], row["method_is_reference"])
     for m in metrics:
         values = pd.to_numeric(done[m], errors="coerce") if m in done else pd.Series(dtype=float)
         row[f"{m}_mean"] = values.mean() if values.notna().any() else np.nan
         row[f"{m}_std"] = values.std(ddof=1) if values.notna().sum() >= 2 else np.nan
+    row["within_spread"] = within_seed_spread(row)
+    row["flag"] = _flag(members, done, counts, row["n_ref"], row["method_is_reference"])
+    if row["within_spread"]:
+        row["flag"] = "; ".join(f for f in ("within seed spread", row["flag"]) if f)
     return row
+
+
+def within_seed_spread(row: dict) -> bool:
+    """True when the group's mean Δ accuracy is no larger than its std over seeds (the difference
+    from the reference cannot be told from seed noise); False for references and single seeds."""
+    mean, std = row.get("delta_accuracy_mean"), row.get("delta_accuracy_std")
+    if row.get("method_is_reference") or mean is None or std is None:
+        return False
+    return bool(np.isfinite(mean) and np.isfinite(std) and abs(mean) <= std)
 
 
 def _flag(

@@ -20,6 +20,7 @@ import pandas as pd
 from analysis.display import display_columns, resolve_display
 from core.results import (
     AXES,
+    CELL_AXES,
     EXPECTED_EFFICIENCY,
     EXPECTED_METRICS,
     METRICS_FILE,
@@ -42,7 +43,7 @@ BASE_COLUMNS = (
     "grid",
     "cell_id",
     "name",
-    *AXES,
+    *CELL_AXES,
     "state",
     "error",
     "failed_step",
@@ -295,7 +296,7 @@ def clean_name(name: str) -> str:
 
 
 def _set_axes(row: dict[str, Any], axes: dict[str, Any], overwrite: bool = False) -> None:
-    casts = {"ratio": float, "layer": int, "seed": int, "arch": str, "method": str}
+    casts = {"ratio": float, "layer": int, "seed": int, "arch": str, "method": str, "protocol": str}
     for axis, cast in casts.items():
         if axis in axes and axes[axis] is not None and (overwrite or row.get(axis) is None):
             try:
@@ -309,7 +310,8 @@ def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadRepo
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         if row["state"] == "done" and row["_config"]:
-            groups.setdefault(tuple(row[a] for a in AXES[:-1]), []).append(row)
+            key = (*(row[a] for a in AXES if a != "seed"), row["protocol"])
+            groups.setdefault(key, []).append(row)
     for key, members in groups.items():
         if len(members) < 2:
             continue
@@ -319,6 +321,7 @@ def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadRepo
             for k in keys
             if "seed" not in k
             and k not in RUNTIME_KEYS
+            and k != "train.init_cell"  # each seed starts from its own base
             and not k.startswith("cell.")
             and len({json.dumps(m["_config"].get(k), sort_keys=True, default=str) for m in members})
             > 1
@@ -335,6 +338,8 @@ def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadRepo
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    for row in rows:  # results of grids without a protocol: every cell trained from scratch
+        row["protocol"] = row.get("protocol") or "scratch"
     df = pd.DataFrame(rows)
     for col in (*BASE_COLUMNS, "config_mismatch"):
         if col not in df.columns:

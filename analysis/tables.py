@@ -39,9 +39,16 @@ EFFICIENCY_NUMERIC = (
     "train_step_s_std",
     "speedup_step_mean",
     "speedup_step_std",
+    "speedup_train_measured_q1_mean",
+    "speedup_train_measured_q3_mean",
+    "speedup_prefill_measured_mean",
+    "speedup_flops_analytic_mean",
+    "measured_over_analytic_mean",
     "peak_memory_mb_mean",
     "memory_ratio_mean",
+    "within_spread",
 )
+PROTOCOL_LABELS = {"base": "base", "finetune": "fine-tuned", "zeroshot": "zero-shot", "scratch": ""}
 
 
 # ---- formatting helpers ---------------------------------------------------------------------------
@@ -92,10 +99,28 @@ def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     if agg["grid"].nunique() > 1:
         cols["Grid"] = agg["grid"]
     cols["Arch"] = agg["arch"].astype(str)
+    if "protocol" in agg and set(agg["protocol"].dropna()) - {"scratch"}:
+        cols["Protocol"] = agg["protocol"].map(lambda p: PROTOCOL_LABELS.get(p, p))
     cols["Method"] = agg["method_label"].astype(str)
     cols["Ratio"] = agg["ratio"].map(lambda r: f"{r:g}" if _ok(r) else DASH)
     cols["Layer"] = agg.apply(_layer_text, axis=1)
     return pd.DataFrame(cols, index=agg.index)
+
+
+def _delta_text(row: pd.Series) -> str:
+    """'+1.2 ± 0.8', with '≈' in front when the difference is within the seed spread."""
+    mean, std = row["delta_accuracy_mean"], row.get("delta_accuracy_std")
+    text = fmt_num(mean * 100, 1, signed=True)
+    if _ok(std) and _ok(mean):
+        text += f" ± {std * 100:.1f}"
+    return f"≈ {text}" if row.get("within_spread") is True else text
+
+
+def _speedup_text(row: pd.Series) -> str:
+    """'1.42× [1.38–1.45]': the median side-by-side speed-up and its quartiles (seed means)."""
+    text = fmt_num(row["speedup_step_mean"], 2, "×")
+    q1, q3 = row.get("speedup_train_measured_q1_mean"), row.get("speedup_train_measured_q3_mean")
+    return f"{text} [{q1:.2f}–{q3:.2f}]" if _ok(q1) and _ok(q3) and text != DASH else text
 
 
 def _with_ratio(value: float, ratio: float, digits: int) -> str:
@@ -117,7 +142,7 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         lambda r: _value_or_state(r, fmt_pm(r["accuracy_mean"], r["accuracy_std"])), axis=1
     )
     shown["Δ acc (pp)"] = agg.apply(
-        lambda r: _value_or_state(r, fmt_num(r["delta_accuracy_mean"] * 100, 1, signed=True)),
+        lambda r: _value_or_state(r, _delta_text(r)),
         axis=1,
     )
     shown["Vision tokens"] = agg["vision_tokens_llm_mean"].map(lambda v: fmt_num(v, 0))
@@ -125,7 +150,8 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         lambda r: _with_ratio(r["total_gflops_mean"], r["speedup_gflops_mean"], 2), axis=1
     )
     shown["Step (s)"] = agg["train_step_s_mean"].map(lambda v: fmt_num(v, 3))
-    shown["Speed-up"] = agg["speedup_step_mean"].map(lambda v: fmt_num(v, 2, "×"))
+    shown["Speed-up (measured)"] = agg.apply(_speedup_text, axis=1)
+    shown["Measured / analytic"] = agg["measured_over_analytic_mean"].map(lambda v: fmt_num(v, 2))
     shown["Memory (MB)"] = agg.apply(
         lambda r: _with_ratio(r["peak_memory_mb_mean"], r["memory_ratio_mean"], 0), axis=1
     )

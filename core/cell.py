@@ -28,6 +28,7 @@ from core.data import build_dataset, build_tokenizer, collate, prepare_data
 from core.diagnostics import save_keep_example
 from core.efficiency import analytic_flops, hardware_info, peak_memory_info
 from core.efficiency.side_by_side import compare_interleaved
+from core.extensions import display_metadata, reference_method
 from core.io import read_yaml
 from core.models.vlm import VideoVLM
 from core.results import (
@@ -107,7 +108,7 @@ def unpruned_config(cfg: ExperimentConfig) -> ExperimentConfig:
     sections = cfg.to_dict()
     pruning = sections["pruning"]
     sections["pruning"] = {
-        "method": "none",
+        "method": reference_method(),
         "ratio": 0.0,
         **{k: pruning[k] for k in ("prune_at", "prune_from_frame", "seed") if k in pruning},
     }
@@ -487,6 +488,7 @@ class CellRun:
             "hardware": hardware_info(device),
             "timing": timing,
             "init": {"cell": self.cfg.train.init_cell, **self.init_info},
+            "display": display_metadata(self.cfg),
             "git_commit": status.git_commit if status else "unknown",
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -81,7 +81,19 @@ class Extension:
 
 def display_metadata(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The method's and the arch's display metadata, as written into result.json["display"]."""
-    method, arch = cfg.pruning.method, cfg.fusion.arch
+    return describe(cfg.pruning.method, cfg.fusion.arch)
+
+
+def reference_method() -> str:
+    """The registered reducer that is the unpruned reference (`is_reference`)."""
+    names = [n for n in REDUCERS.names() if REDUCERS.get(n).is_reference]
+    if len(names) != 1:
+        raise RuntimeError(f"exactly one reducer must be the reference, found {names}")
+    return names[0]
+
+
+def describe(method: str, arch: str) -> dict[str, dict[str, Any]]:
+    """`display_metadata` for a method key and an arch key."""
     reducer = REDUCERS.get(method)
     fusion = FUSION_ARCHS.get(arch)
     return {

@@ -76,6 +76,11 @@ class ResultsError(ValueError):
     """A file of the results tree is unreadable or breaks the format; the message names it."""
 
 
+# A status.json state that is no cell state of its own: released without running (see
+# CellStatus.wait); such a cell is incomplete.
+WAITING = "waiting"
+
+
 class State:
     """The one set of cell states (plain strings, as status.json and the tables show them)."""
 
@@ -242,6 +247,12 @@ class CellStatus:
     def pending(self) -> None:
         """Handed to a backend, not started (the launcher's call); keeps attempts and step."""
         self.data["state"] = State.PENDING
+        self._write()
+
+    def wait(self, reason: str) -> None:
+        """Released by its launcher without running (e.g. its base is not done): not held, not
+        failed; classify reports it incomplete with `reason`, and a re-launch runs it."""
+        self.data.update(state=WAITING, error=reason)
         self._write()
 
     def start(self, host: str | None = None, commit: str | None = None) -> None:
@@ -658,6 +669,9 @@ def classify(
     if state == State.FAILED:
         why = status.get("error") or "failed (status.json gives no reason)"
         return CellState(State.FAILED, str(why), status, None, tuple(problems))
+    if state == WAITING:
+        why = f"{status.get('error') or 'waiting'}; a re-launch runs it once that is resolved"
+        return CellState(State.INCOMPLETE, why, status, None, tuple(problems))
     if state not in (State.RUNNING, State.PENDING):
         why = (
             "status says done but result.json is absent"

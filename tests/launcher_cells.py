@@ -4,7 +4,9 @@
 `train.steps` steps with a deterministic running value, checkpoints after every step (so a
 requeued or re-launched attempt resumes), writes status.json / metrics.jsonl and finally
 result.json with the real writers (core.results). Its final numbers depend only on the config,
-never on where it was interrupted. Environment knobs (they reach submitit/SLURM job processes too):
+never on where it was interrupted. Like the real cell, a cell with `train.init_cell` refuses to
+start before its base cell is done (`base_value` in its result then records the base's value).
+Environment knobs (they reach submitit/SLURM job processes too):
   LAUNCHER_TEST_FAIL    comma-separated cell names that raise after their first step
   LAUNCHER_TEST_STEP_S  seconds to sleep per step (makes time-outs and requeues observable)
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.io import append_jsonl, read_json, read_yaml, write_json_atomic
-from core.results import CellStatus, git_commit, now_iso, write_result
+from core.results import CellStatus, git_commit, now_iso, read_result, write_result
 
 MOD = 1_000_003
 
@@ -42,6 +44,12 @@ def count_cell(cell_dir: str) -> dict[str, Any]:
     steps, seed = int(cfg["train"]["steps"]), int(cfg["train"]["seed"])
     status = CellStatus(root)
     status.start()
+    base_id = cfg["train"].get("init_cell") or ""
+    base = read_result(root.parent / base_id) if base_id else None
+    if base_id and base is None:
+        error = FileNotFoundError(f"train.init_cell={base_id}: its base cell has not finished")
+        status.fail(error, 0)
+        raise error
     ckpt_path = root / "checkpoints" / "last.json"
     ckpt = read_json(ckpt_path) if ckpt_path.is_file() else {"step": 0, "value": 0}
     append_jsonl(root / "attempts.jsonl", {"start_step": ckpt["step"], "pid": os.getpid()})
@@ -101,6 +109,7 @@ def count_cell(cell_dir: str) -> dict[str, Any]:
         "finished": now_iso(),
         "value": value,
         "steps": step,
+        "base_value": base["value"] if base else None,
     }
     write_result(root, result)
     status.finish(step)

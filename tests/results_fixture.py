@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ablations.cells import cell_name as launcher_cell_name
+from core.extensions import describe
 from core.io import append_jsonl
 from core.results import (
     METRICS_FILE,
@@ -82,28 +84,12 @@ ARCH = dict(
     layers=(1,),
     seeds=(0, 1),
 )
+
+
 # What each method and arch declares about itself (label, short name, order, flags).
-METHOD_DISPLAY = {
-    "none": {"label": "unpruned", "short": "none", "order": 0, "is_reference": True},
-    "random": {"label": "random", "short": "rand", "order": 10},
-    "easy": {"label": "easy", "short": "easy", "order": 20},
-    "heuristic": {"label": "heuristic", "short": "heur", "order": 30},
-    "scorer": {"label": "STTS", "short": "stts", "order": 40, "trained": True},
-    "oracle": {"label": "oracle", "short": "oracle", "order": 50, "uses_ground_truth": True},
-}
-ARCH_DISPLAY = {
-    "joint_decoder": {"label": "joint decoder", "short": "jd", "order": 0},
-    "cross_attention": {"label": "cross-attention", "short": "xattn", "order": 10},
-    "mot": {"label": "MoT", "short": "mot", "order": 20},
-    "moma": {"label": "MoMa", "short": "moma", "order": 30},
-}
-
-
 def display(axes: dict) -> dict:
-    """The result's `display` block for a cell's method and arch (as the cell writes it)."""
-    flags = {"is_reference": False, "uses_ground_truth": False, "stage": "in_vit", "trained": False}
-    method = {"key": axes["method"], **flags, **METHOD_DISPLAY[axes["method"]]}
-    return {"method": method, "arch": {"key": axes["arch"], **ARCH_DISPLAY[axes["arch"]]}}
+    """The result's `display` block for a cell's method and arch, exactly as the cell writes it."""
+    return describe(axes["method"], axes["arch"])
 
 
 # ---- the closed-form numbers -------------------------------------------------------------------
@@ -152,7 +138,9 @@ class FixtureTree:
 
 
 def cell_name(arch: str, method: str, ratio: float, layer: int, seed: int) -> str:
-    return f"{ARCH_DISPLAY[arch]['short']}-{method}-r{ratio:g}-l{layer}-s{seed}"
+    """The launcher's own cell name (ablations.cells.cell_name)."""
+    axes = {"arch": arch, "method": method, "ratio": ratio, "layer": layer, "seed": seed}
+    return launcher_cell_name(axes)
 
 
 def cell_id(grid: str, name: str) -> str:
@@ -295,6 +283,8 @@ def result_dict(grid: str, name: str, axes: dict, steps: int = 100) -> dict:
     acc = accuracy(arch, method, ratio, layer, seed)
     kept = kept_tokens(ratio)
     flops = gflops(ratio, layer)
+    measured = step_seconds(arch, 0.0, seed) / step_seconds(arch, ratio, seed)
+    analytic = gflops(0.0, layer)["total_gflops"] / flops["total_gflops"]
     return {
         "cell_id": cell_id(grid, name),
         "grid": grid,
@@ -318,6 +308,12 @@ def result_dict(grid: str, name: str, axes: dict, steps: int = 100) -> dict:
             "kept_fraction": kept / (FRAMES * PER_FRAME),
             **flops,
             "train_step_s": step_seconds(arch, ratio, seed),
+            # measured side by side against the unpruned model in the same process
+            "speedup_train_measured": measured,
+            "speedup_train_measured_q1": measured - 0.02,
+            "speedup_train_measured_q3": measured + 0.02,
+            "speedup_flops_analytic": analytic,
+            "measured_over_analytic": measured / analytic,
             "eval_clips_per_s": 50.0 / (1 - ratio / 2),
             "prefill_latency_s": 0.01 * kept / 128,
             "peak_memory_mb": memory_mb(ratio),

@@ -52,8 +52,9 @@ def test_delta_and_speedups_vs_reference_hand_computed(agg):
     assert g["delta_accuracy_mean"] == pytest.approx(-0.05)
     assert g["delta_accuracy_std"] == pytest.approx(0.0, abs=1e-12)
     assert g["n_ref"] == 3
-    # step: ref 0.2(1+0.1s) / 0.15(1+0.1s) = 4/3 for every seed
+    # step, measured side by side in each cell: 0.2(1+0.1s) / 0.15(1+0.1s) = 4/3 for every seed
     assert g["speedup_step_mean"] == pytest.approx(4 / 3)
+    assert g["speedup_train_measured_q1_mean"] == pytest.approx(4 / 3 - 0.02)
     # GFLOPs: unpruned 2.0 + 0.05 + 0.5 + 0.03·128 = 6.39; r0.5 l1: 1.5 + 0.05 + 2.42 = 3.97
     assert g["total_gflops_mean"] == pytest.approx(3.97)
     assert g["speedup_gflops_mean"] == pytest.approx(6.39 / 3.97)

@@ -43,3 +43,37 @@ def test_smoke_grid_with_the_real_runner(
     capsys.readouterr()
     assert app.main(hydra_conf.compose_launch(args), args) == 0  # re-launch: nothing to do
     assert "nothing to run" in capsys.readouterr().out
+
+
+def test_the_protocol_with_the_real_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base, fine-tunes from it (the unpruned control included) and a zero-shot cell, for real."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = [
+        "grid=smoke",
+        f"results_root={tmp_path / 'results'}",
+        f"data.data_root={tmp_path / 'data'}",
+        "backend=inline",
+        "+grid.protocol.base.train.steps=3",
+        "+grid.protocol.finetune.train.steps=2",
+        "+grid.protocol.finetune.train.caption_steps=0",
+        "data.synthetic_train=24",
+        "data.synthetic_val=16",
+        "collect=false",
+    ]
+    assert app.main(hydra_conf.compose_launch(args), args) == 0
+    grid = tmp_path / "results" / "smoke"
+    plan = json.loads((grid / "plan.json").read_text())
+    results = {
+        c["name"]: json.loads((grid / c["cell_id"] / "result.json").read_text())
+        for c in plan["cells"]
+    }
+    base = results["jd-none-r0-l1-s0-base"]
+    assert base["init"] == {"cell": ""} and base["config"]["train.steps"] == 3
+    for name in ("jd-none-r0-l1-s0-ft", "jd-random-r0.5-l1-s0-ft", "jd-scorer-r0.5-l1-s0-ft"):
+        tuned = results[name]
+        assert tuned["init"]["cell"] == base["cell_id"] and tuned["init"]["step"] == 5  # 2 + 3
+        assert tuned["config"]["train.steps"] == 2 and tuned["config"]["train.caption_steps"] == 0
+    zero = results["jd-random-r0.5-l1-s0-zs"]
+    assert zero["init"]["cell"] == base["cell_id"] and zero["config"]["train.steps"] == 0
+    assert zero["efficiency"]["kept_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert set(results) == {*(n for n in results if n.endswith(("-base", "-ft", "-zs")))}

@@ -1,9 +1,11 @@
 """What every backend receives and returns: the launch settings and the `submit` it prepares.
 
 A backend is a `prepare(settings, spec) -> submit` function: `prepare` checks every setting before
-anything is written (bad values raise ValueError naming the key), and `submit(cell_dirs, grid_dir)`
-runs or submits the cells, records who holds them in jobs.json and returns whether it waited for
-them to finish (then the launcher summarizes and collects).
+anything is written (bad values raise ValueError naming the key), and `submit(stages, grid_dir)`
+runs or submits the cells stage by stage, records who holds them in jobs.json and returns whether
+it waited for them to finish (then the launcher summarizes and collects). A cell of a later stage
+may start from a base cell of an earlier one (`Stage.bases`): it runs only once that base is done
+(SLURM: an `afterok` dependency on the base's job), so one launch runs or queues the whole DAG.
 """
 
 from __future__ import annotations
@@ -16,7 +18,21 @@ from typing import Any
 from ablations.grid import GridSpec
 from core.results import STALE_S
 
-Submit = Callable[[list[Path], Path], bool]
+
+@dataclass(frozen=True)
+class Stage:
+    """Cells that may run together; `bases` maps a cell folder name to its base's folder name."""
+
+    name: str
+    cells: list[Path]
+    bases: dict[str, str] = field(default_factory=dict)
+
+    def base_of(self, cell_dir: Path) -> Path | None:
+        base = self.bases.get(cell_dir.name)
+        return cell_dir.parent / base if base else None
+
+
+Submit = Callable[[list[Stage], Path], bool]
 
 
 @dataclass(frozen=True)

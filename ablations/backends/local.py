@@ -2,7 +2,7 @@
 
 Each cell is one job process; at most `max_parallel` run at once (a sliding window); a job that
 hits its time limit is requeued as a fresh `CellJob` (resuming from the cell's checkpoint) up to
-`max_num_timeout` times. Blocks until every cell has finished.
+`max_num_timeout` times. Stages run one after the other; blocks until every cell has finished.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import submitit
 
-from ablations.backends.base import LaunchSettings, Submit
+from ablations.backends.base import LaunchSettings, Stage, Submit
 from ablations.backends.job import CellJob, export_repo_path
 from ablations.grid import GridSpec
-from ablations.state import mark_failed
+from ablations.state import mark_failed, mark_waiting
 from core.results import SUBMITIT_DIR, is_done, record_jobs
 
 
@@ -60,14 +60,19 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
     """Check the local settings now; the submit blocks until every cell has finished."""
     checked = limits(settings, spec)
 
-    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
-        run_local(
-            cell_dirs,
-            settings.cell_fn,
-            grid_dir / SUBMITIT_DIR,
-            checked,
-            on_submit=lambda d, job: record_jobs(grid_dir, "local", {d.name: job}),
-        )
+    def submit(stages: list[Stage], grid_dir: Path) -> bool:
+        for stage in stages:  # a stage starts when the one before has finished
+            ready = [d for d in stage.cells if (b := stage.base_of(d)) is None or is_done(b)]
+            for waiting in sorted(set(stage.cells) - set(ready)):
+                mark_waiting(waiting, f"waiting: its base {stage.bases[waiting.name]} is not done")
+                print(f"[local] {waiting.name} waits: base {stage.bases[waiting.name]} not done")
+            run_local(
+                ready,
+                settings.cell_fn,
+                grid_dir / SUBMITIT_DIR,
+                checked,
+                on_submit=lambda d, job: record_jobs(grid_dir, "local", {d.name: job}),
+            )
         return True
 
     return submit

@@ -1,8 +1,10 @@
-"""SLURM job arrays through submitit: one array per grid, explicit limits, requeue on time-out.
+"""SLURM job arrays through submitit: explicit limits, requeue on time-out, stages as dependencies.
 
-Parameters come from the grid's `resources` capped/filled by the cluster profile. Submission
-returns as soon as sbatch has answered and the job ids are in jobs.json; with `wait=true` it then
-blocks until none of the cells is queued or running.
+Parameters come from the grid's `resources` capped/filled by the cluster profile. The first stage is
+one array; the cells of a later stage are grouped by the base they start from, one array per base,
+each with `--dependency=afterok:<the base's job>` (a base done earlier needs none), so one launch
+queues the whole DAG. Submission returns as soon as sbatch has answered and the job ids are in
+jobs.json; with `wait=true` it then blocks until none of the cells is queued or running.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ablations.backends.base import LaunchSettings, Submit
+from ablations.backends.base import LaunchSettings, Stage, Submit
 from ablations.backends.job import CellJob, export_repo_path
 from ablations.grid import GridSpec
 from ablations.jobs import live_jobs, sinfo_answers
 from ablations.profiles import ProfileError, load_profile
 from ablations.status import grid_states
-from core.results import JOBS_FILE, SUBMITIT_DIR, State, record_jobs
+from core.results import JOBS_FILE, SUBMITIT_DIR, State, is_done, read_jobs, record_jobs
 
 
 def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
@@ -33,11 +35,16 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
         )
     poll_s = float(backend.get("poll_s", 10))
 
-    def submit(cell_dirs: list[Path], grid_dir: Path) -> bool:
-        submitted = submit_slurm(
-            cell_dirs, settings.cell_fn, grid_dir / SUBMITIT_DIR, profile, params
-        )
-        record_jobs(grid_dir, "slurm", submitted)
+    def submit(stages: list[Stage], grid_dir: Path) -> bool:
+        submitted: dict[str, str] = {}
+        for stage in stages:
+            for after, cells in group_by_dependency(stage, grid_dir, submitted).items():
+                extra = {"dependency": f"afterok:{after}"} if after else {}
+                jobs = submit_slurm(
+                    cells, settings.cell_fn, grid_dir / SUBMITIT_DIR, profile, params, extra
+                )
+                record_jobs(grid_dir, "slurm", jobs)
+                submitted.update(jobs)
         first, last = next(iter(submitted.values())), list(submitted.values())[-1]
         print(
             f"submitted {len(submitted)} cells to SLURM (jobs {first} … {last}); manifest "
@@ -53,6 +60,25 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
         return True
 
     return submit
+
+
+def group_by_dependency(
+    stage: Stage, grid_dir: Path, submitted: dict[str, str]
+) -> dict[str, list[Path]]:
+    """The stage's cells keyed by the job their base runs as ("" = none: no base, or its base is
+    done already); a base still queued from an earlier launch is found in jobs.json."""
+    manifest = read_jobs(grid_dir)
+    groups: dict[str, list[Path]] = {}
+    for cell_dir in stage.cells:
+        base = stage.base_of(cell_dir)
+        job = ""
+        if base is not None and not is_done(base):
+            recorded = manifest["cells"].get(base.name) or {}
+            job = submitted.get(base.name) or (
+                recorded.get("job_id", "") if recorded.get("backend") == "slurm" else ""
+            )
+        groups.setdefault(str(job), []).append(cell_dir)
+    return groups
 
 
 def wait_for(grid_dir: Path, cell_ids: list[str], poll_s: float, stale_s: float) -> None:
@@ -136,10 +162,15 @@ def submit_slurm(
     folder: Path,
     profile: Mapping[str, Any],
     params: Mapping[str, Any],
+    additional: Mapping[str, Any] | None = None,
     max_array_size: int = 1000,
 ) -> dict[str, str]:
-    """Submit one array per chunk of `max_array_size` cells; {cell dir name: job id}."""
+    """Submit one array per chunk of `max_array_size` cells, with extra sbatch options
+    `additional` (e.g. a dependency); {cell dir name: job id}."""
     export_repo_path()
+    if additional:
+        extra = {**params.get("slurm_additional_parameters", {}), **additional}
+        params = {**params, "slurm_additional_parameters": extra}
     executor = slurm_executor(folder, profile, params)
     submitted: dict[str, str] = {}
     for start in range(0, len(cell_dirs), max_array_size):
