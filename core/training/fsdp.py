@@ -3,9 +3,10 @@
 A *block* is the outermost module of one of `BLOCK_TYPES` (every ViT block, every LLM / fusion
 decoder block; a MoT block's per-modality DecoderBlocks stay inside their MoTBlock, which calls
 their parts directly). Each block becomes one FSDP unit (its parameters all-gathered just before
-it runs and freed after), then the root takes everything left (embeddings, reducer, connector, LM
-head). Blocks run through `forward` and any `forward_*` method (the ViT's packed path), so both are
-registered with FSDP and both are checkpointed.
+it runs and freed after); so do the token embedding and the LM head unless tied (at a real
+vocabulary each is as large as several blocks); the root unit takes the rest (patch embedding,
+reducer, connector, norms). Blocks run through `forward` and any `forward_*` method (the ViT's
+packed path), so both are registered with FSDP and both are checkpointed.
 
 Activation checkpointing wraps those methods on the block instance with non-reentrant
 `torch.utils.checkpoint`: parameter names, state dicts and the optimiser's view are untouched, and
@@ -66,6 +67,24 @@ def find_blocks(model: nn.Module) -> list[nn.Module]:
     return found
 
 
+def find_vocab_layers(model: nn.Module) -> list[nn.Module]:
+    """Token embeddings (`nn.Embedding`) and LM heads (the `lm_head` Linear of the Qwen3 layout)
+    outside the blocks, except those sharing a parameter with another module (tied embeddings
+    stay together in the root unit: FSDP cannot split one parameter over two units)."""
+    owners: dict[int, int] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    in_blocks = {id(m) for b in find_blocks(model) for m in b.modules()}
+    return [
+        module
+        for name, module in model.named_modules()
+        if id(module) not in in_blocks
+        and (isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head")
+        and all(owners[id(p)] == 1 for p in module.parameters())
+    ]
+
+
 def forward_methods(block: nn.Module) -> list[str]:
     """`forward` plus every `forward_*` method of the block's class (e.g. `forward_packed`)."""
     extra = sorted(
@@ -119,7 +138,8 @@ def mixed_precision(device: torch.device, precision: str) -> MixedPrecisionPolic
 def shard_model(
     model: nn.Module, device: torch.device, precision: str = "auto", cpu_offload: bool = False
 ) -> nn.Module:
-    """Apply FSDP2 in place: one unit per block, then the root; returns `model`.
+    """Apply FSDP2 in place: one unit per block, one per untied token embedding / LM head, then
+    the root (the rest); returns `model`.
 
     Call it after the model is on `device` and before the optimiser is built (FSDP replaces the
     parameters with sharded DTensors). Requires an initialised process group."""
@@ -144,15 +164,15 @@ def shard_model(
         fully_shard(block, **options)
         for name in forward_methods(block)[1:]:
             register_fsdp_forward_method(block, name)
+    for layer in find_vocab_layers(model):  # vocabulary-sized: never gathered with the root
+        fully_shard(layer, **options)
     fully_shard(model, **options)
     # A parameter some rank did not use this step (an expert no token was routed to) gets a zero
     # gradient there, so every rank reduce-scatters the same tensors (DDP: find_unused_parameters).
+    # Unlike DDP, one that NO rank used also gets a zero gradient rather than none, so AdamW still
+    # decays it and moves it by its momentum.
     model.set_reduce_scatter_unused_params(True)
     return model
-
-
-def is_sharded(model: nn.Module) -> bool:
-    return isinstance(model, FSDPModule)
 
 
 def fsdp_units(model: nn.Module) -> Iterator[nn.Module]:

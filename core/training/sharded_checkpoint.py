@@ -18,11 +18,13 @@ Guarantees, as for `last.pt`:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,15 @@ def _barrier() -> None:
         dist.barrier()
 
 
+@contextlib.contextmanager
+def _single_process_ok() -> Iterator[None]:
+    """Silence DCP's "torch.distributed is disabled ... assuming ... a single process" warning:
+    without a process group, one process is what we mean."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        yield
+
+
 def save_sharded_checkpoint(
     directory: str | os.PathLike[str],
     model: nn.Module,
@@ -73,11 +84,12 @@ def save_sharded_checkpoint(
         tmp.mkdir(parents=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save(
-        {"model": model_state, "optimizer": optim_state},
-        storage_writer=FileSystemWriter(tmp, sync_files=True),
-        no_dist=not dist.is_initialized(),
-    )  # returns on every rank once all shards and the metadata are written
+    with _single_process_ok():  # returns on every rank once all shards and metadata are written
+        dcp.save(
+            {"model": model_state, "optimizer": optim_state},
+            storage_writer=FileSystemWriter(tmp, sync_files=True),
+            no_dist=not dist.is_initialized(),
+        )
     if _rank() == 0:
         atomic_write(tmp / RUN_STATE, lambda f: torch.save(run_state, f), binary=True)
         fsync_dir(tmp)
@@ -170,8 +182,7 @@ class ShardedCheckpointError(RuntimeError):
 
 def _dcp_load(state: dict[str, Any], path: str | os.PathLike[str], no_dist: bool) -> None:
     try:
-        with warnings.catch_warnings():  # "... assuming the intent is to load in a single process"
-            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        with _single_process_ok():
             dcp.load(
                 state, storage_reader=SafeReader(path), planner=SafeLoadPlanner(), no_dist=no_dist
             )
