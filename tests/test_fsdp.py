@@ -416,7 +416,7 @@ def test_sharded_loading_never_runs_code_from_the_checkpoint(tmp_path):
     # metadata naming an arbitrary callable
     save_sharded_checkpoint(tmp_path, model, opt, _state(1))
     (tmp_path / "last" / ".metadata").write_bytes(pickle.dumps(_Touch(marker)))
-    with pytest.raises(pickle.UnpicklingError, match="not DCP metadata"):
+    with pytest.raises(ShardedCheckpointError, match="not DCP metadata; refusing to load it"):
         load_sharded_checkpoint(tmp_path / "last", model, opt)
     assert not marker.exists()
     # negative control: DCP's own reader would have run it
