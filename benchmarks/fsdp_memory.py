@@ -199,6 +199,9 @@ def _rank(rank: int, world: int, port: int, modes: list[str], preset: Preset, st
         gc.collect()
     dist.barrier()
     dist.destroy_process_group()
+    # Leave without interpreter teardown: gloo work still referenced at finalization can abort the
+    # process (pytorch/pytorch#179291; seen once here, SIGABRT after an FSDP run).
+    os._exit(0)
 
 
 def _free_port() -> int:

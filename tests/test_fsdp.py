@@ -5,6 +5,7 @@ sharded checkpoints, and a preempted run resuming to the uninterrupted one's wei
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import pickle
 import warnings
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 from torch.distributed.tensor import DTensor
 
 from core.cell import CellRun, run_cell
@@ -24,7 +26,12 @@ from core.models.language_model import DecoderLM
 from core.models.vlm import VideoVLM
 from core.training import distributed as D
 from core.training import sharded_checkpoint as SC
-from core.training.checkpoint import remove_temp_files, resume_points, save_checkpoint
+from core.training.checkpoint import (
+    load_checkpoint,
+    remove_temp_files,
+    resume_points,
+    save_checkpoint,
+)
 from core.training.fsdp import (
     apply_activation_checkpointing,
     find_blocks,
@@ -61,7 +68,11 @@ FSDP = {**TRAIN, "parallel": "fsdp"}
 
 
 class _Probe(CellRun):
-    """A cell run that records, right after sharding, what each rank holds."""
+    """A cell run that records, right after sharding, what each rank holds, and (with
+    `record_resume`) the full model and optimizer state it resumed from."""
+
+    record_resume = False
+    resumed: dict[str, Any] = {}
 
     def shard(self, model, device, dist) -> None:
         super().shard(model, device, dist)
@@ -74,24 +85,37 @@ class _Probe(CellRun):
             "blocks": len(find_blocks(model)),
         }
 
+    def resume(self, model, optimisation) -> None:
+        super().resume(model, optimisation)
+        if self.record_resume:
+            full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            msd, osd = get_state_dict(model, optimisation.optimizer, options=full)
+            # a snapshot: AdamW's scalar step tensors are returned by reference
+            self.resumed = copy.deepcopy({"step": self.state.step, "model": msd, "optimizer": osd})
 
-def _rank(rank: int, world: int, port: int, cell_dir: str, interrupt: int) -> None:
+
+def _rank(rank: int, world: int, port: int, cell_dir: str, interrupt: int, record: bool) -> None:
     join_as_rank(rank, world, port)
     run = _Probe(cell_dir, [InterruptAfter(interrupt)] if interrupt else [])
+    run.record_resume = record
     try:
         result: Any = run.run()
     except Preempted:
         result = "preempted"
     D.mean_over_ranks([0.0])  # rank 0 has finished evaluating and writing
     torch.save(
-        {"result": result, "probe": run.probe},
+        {"result": result, "probe": run.probe, "resumed": run.resumed},
         os.path.join(os.path.dirname(cell_dir), f"rank{rank}.pt"),
     )
     torch.distributed.destroy_process_group()
+    # Leave without interpreter teardown: gloo work still referenced at finalization can abort the
+    # process (pytorch/pytorch#179291; seen once here, SIGABRT after an FSDP run).
+    os._exit(0)
 
 
-def _spawn(cell_dir: Path, interrupt: int = 0) -> list[dict[str, Any]]:
-    mp.spawn(_rank, args=(2, free_port(), str(cell_dir), interrupt), nprocs=2, join=True)
+def _spawn(cell_dir: Path, interrupt: int = 0, record: bool = False) -> list[dict[str, Any]]:
+    args = (2, free_port(), str(cell_dir), interrupt, record)
+    mp.spawn(_rank, args=args, nprocs=2, join=True)
     return [torch.load(cell_dir.parent / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 
@@ -195,6 +219,32 @@ def test_preempted_fsdp_cell_resumes_to_the_uninterrupted_weights(runs):
         runs["fsdp"][0]["result"]["metrics"]["val_loss"], rel=1e-6
     )
     assert read_json(cut_dir / "status.json")["attempts"] == 2
+
+
+def test_last_pt_of_a_single_process_run_resumes_into_fsdp_shards(runs, tmp_path):
+    """train.parallel is ignored by one process (it writes last.pt); relaunched on two ranks the
+    cell loads that file into its shards (model and AdamW state) and goes on sharded."""
+    cell_dir = make_cell(
+        tmp_path / "mixed" / "cell", cell_config(runs["root"], "fsdpqa", train=FSDP)
+    )
+    with pytest.raises(Preempted):
+        CellRun(cell_dir, [InterruptAfter(INTERRUPT)]).run()
+    ck = load_checkpoint(cell_dir / "checkpoints" / "last.pt")
+    assert ck["step"] == INTERRUPT
+    resumed = _spawn(cell_dir, interrupt=15, record=True)[0]["resumed"]
+    assert resumed["step"] == INTERRUPT
+    assert same_weights(resumed["model"], ck["model"], rtol=0, atol=0)
+    name_of = {
+        i: n
+        for g in ck["optimizer"]["param_groups"]
+        for i, n in zip(g["params"], g["names"], strict=True)
+    }
+    assert {name_of[i] for i in ck["optimizer"]["state"]} == set(resumed["optimizer"]["state"])
+    for i, state in ck["optimizer"]["state"].items():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(resumed["optimizer"]["state"][name_of[i]][key], state[key]), key
+    points = resume_points(cell_dir / "checkpoints")
+    assert [(p.path.name, p.step) for p in points][:2] == [("last", 15), ("last.pt", INTERRUPT)]
 
 
 def test_a_torn_sharded_checkpoint_falls_back_to_the_previous_one_in_one_process(runs, tmp_path):
