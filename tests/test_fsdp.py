@@ -452,6 +452,7 @@ class _Touch:
         return (Path.touch, (self.path,))
 
 
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 def test_sharded_loading_never_runs_code_from_the_checkpoint(tmp_path):
     model, opt = _trained(0)
     marker = tmp_path / "code-ran"
