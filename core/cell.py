@@ -44,7 +44,8 @@ from core.results import (
 )
 from core.training.batches import eval_loader, to_device
 from core.training.checkpoint import (
-    load_checkpoint,
+    LAST,
+    load_model_weights,
     remove_temp_files,
     restore_rng_state,
     resume_points,
@@ -60,6 +61,7 @@ from core.training.fsdp import (
 from core.training.logger import RunLogger, drop_train_rows_after, make_logger
 from core.training.schedule import build_optimizer, build_scheduler, is_reducer_parameter
 from core.training.seeding import seed_everything
+from core.training.sharded_checkpoint import LAST as SHARDED_LAST
 from core.training.sharded_checkpoint import load_full_checkpoint, load_sharded_checkpoint
 from core.training.trainer import (
     NonFiniteLoss,
@@ -71,6 +73,7 @@ from core.training.trainer import (
 )
 
 CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
+FINAL = (LAST, SHARDED_LAST)  # names of a cell's newest checkpoint: file, or sharded directory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -266,9 +269,9 @@ class CellRun:
         model = VideoVLM(self.cfg, vocab_size).to(device)
         source = self.init_source()
         if source is not None:
-            weights = load_checkpoint(source)
-            load_all_but_reducer(model, weights.get("model", weights), source)
-            self.init_info = {"checkpoint": str(source), "step": weights.get("step")}
+            weights, step = load_model_weights(source)
+            load_all_but_reducer(model, weights, source)
+            self.init_info = {"checkpoint": str(source), "step": step}
         return model
 
     def init_source(self) -> Path | None:
@@ -285,7 +288,15 @@ class CellRun:
                 "valid result.json). Fix: run the grid's base stage first (the launcher orders "
                 "the stages), or relaunch the grid."
             )
-        return base / CHECKPOINT
+        # its final checkpoint: last.pt, or last/ when it ran under FSDP (never an older prev)
+        final = [p for p in resume_points(base / CHECKPOINT_DIR) if p.path.name in FINAL]
+        if not final:
+            raise FileNotFoundError(
+                f"train.init_cell={train.init_cell}: its base cell {base} has no readable final "
+                "checkpoint (checkpoints/last.pt or checkpoints/last/). Fix: relaunch the base "
+                "cell with force=true."
+            )
+        return final[0].path
 
     def shard(self, model: nn.Module, device: torch.device, dist: DistInfo) -> None:
         """Activation checkpointing (`train.activation_checkpointing`) and, under torchrun with

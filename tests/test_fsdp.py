@@ -40,6 +40,7 @@ from core.training.fsdp import (
     fsdp_units,
     remove_activation_checkpointing,
 )
+from core.training.schedule import is_reducer_parameter
 from core.training.sharded_checkpoint import (
     ShardedCheckpointError,
     load_sharded_checkpoint,
@@ -47,6 +48,7 @@ from core.training.sharded_checkpoint import (
     read_run_state,
     save_sharded_checkpoint,
 )
+from core.training.trainer import TrainCallback
 from tests.cell_fixtures import (
     InterruptAfter,
     Preempted,
@@ -247,6 +249,24 @@ def test_last_pt_of_a_single_process_run_resumes_into_fsdp_shards(runs, tmp_path
     assert [(p.path.name, p.step) for p in points][:2] == [("last", 15), ("last.pt", INTERRUPT)]
 
 
+def test_a_fine_tune_cell_starts_from_the_final_shards_of_its_fsdp_base(runs):
+    base = runs["fsdp_dir"]  # a finished FSDP cell: checkpoints/last/, no last.pt
+    train = {**TRAIN, "init_cell": base.name}
+    cell_dir = make_cell(base.parent / "finetune", cell_config(runs["root"], "fsdpqa", train=train))
+    start: dict[str, torch.Tensor] = {}
+
+    class StartWeights(TrainCallback):
+        def on_train_begin(self, state, model) -> None:
+            start.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            raise Preempted("seen the start")
+
+    with pytest.raises(Preempted):
+        CellRun(cell_dir, [StartWeights()]).run()
+    final = load_sharded_model_weights(base / "checkpoints" / "last")
+    kept = {k: v for k, v in final.items() if not is_reducer_parameter(k)}
+    assert same_weights({k: start[k] for k in kept}, kept, rtol=0, atol=0)
+
+
 def test_a_torn_sharded_checkpoint_falls_back_to_the_previous_one_in_one_process(runs, tmp_path):
     """Sharded checkpoints also load into a plain model (one process): corrupt a shard of last/
     and the cell resumes from prev/ with a warning naming last/."""
@@ -259,7 +279,7 @@ def test_a_torn_sharded_checkpoint_falls_back_to_the_previous_one_in_one_process
     steps_seen: list[int] = []
 
     class Watch(InterruptAfter):
-        def on_train_begin(self, state) -> None:
+        def on_train_begin(self, state, model) -> None:
             steps_seen.append(state.step)
             raise Preempted("stop after resuming")
 

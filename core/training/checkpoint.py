@@ -83,6 +83,17 @@ def load_latest_checkpoint(
     return None
 
 
+def load_model_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], int | None]:
+    """(model weights, step) of a checkpoint file (a whole checkpoint or bare weights) or of a
+    sharded checkpoint directory, read in this process (weights only)."""
+    p = Path(path)
+    if p.is_dir():
+        return sharded.load_sharded_model_weights(p), int(sharded.read_run_state(p)["step"])
+    state = load_checkpoint(p)
+    step = state.get("step")
+    return state.get("model", state), None if step is None else int(step)
+
+
 @dataclass
 class ResumePoint:
     """A readable checkpoint: `state` is the whole checkpoint of a file (`last.pt`), or the run
