@@ -2,10 +2,11 @@
 evaluate → measure → result.json.
 
 `run_cell(cell_dir)` is what every launcher backend calls. It reads `cell_dir/config.yaml` (the
-resolved config plus a `cell` block), resumes from `checkpoints/last.pt` when present (refusing a
-changed config), and writes `status.json`, `metrics.jsonl`, `diagnostics/` and finally `result.json`
-atomically: its presence means the cell is done, so finished results are never redone or lost.
-Under torchrun/DDP every rank trains; only rank 0 evaluates and writes.
+resolved config plus a `cell` block), resumes from its newest checkpoint when there is one
+(`checkpoints/last.pt`, or `checkpoints/last/` for FSDP; refusing a changed config), and writes
+`status.json`, `metrics.jsonl`, `diagnostics/` and finally `result.json` atomically: its presence
+means the cell is done, so finished results are never redone or lost. Under torchrun every rank
+trains (DDP, or FSDP with `train.parallel=fsdp`); only rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,16 +45,25 @@ from core.results import (
 )
 from core.training.batches import eval_loader, to_device
 from core.training.checkpoint import (
-    load_checkpoint,
-    load_latest_checkpoint,
+    LAST,
+    load_model_weights,
     remove_temp_files,
     restore_rng_state,
+    resume_points,
 )
 from core.training.distributed import DistInfo, init_distributed
 from core.training.evaluate import chance_level, evaluate
+from core.training.fsdp import (
+    apply_activation_checkpointing,
+    full_model_state,
+    remove_activation_checkpointing,
+    shard_model,
+)
 from core.training.logger import RunLogger, drop_train_rows_after, make_logger
 from core.training.schedule import build_optimizer, build_scheduler, is_reducer_parameter
 from core.training.seeding import seed_everything
+from core.training.sharded_checkpoint import LAST as SHARDED_LAST
+from core.training.sharded_checkpoint import load_full_checkpoint, load_sharded_checkpoint
 from core.training.trainer import (
     NonFiniteLoss,
     TaskSegment,
@@ -63,6 +74,7 @@ from core.training.trainer import (
 )
 
 CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
+FINAL = (LAST, SHARDED_LAST)  # names of a cell's newest checkpoint: file, or sharded directory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,6 +178,7 @@ class CellRun:
         self.callbacks = list(callbacks)
         self.state = TrainState()
         self.init_info: dict[str, Any] = {}
+        self.fsdp = False  # set by `shard`: the model is FSDP-sharded over the ranks
 
     def run(self) -> dict[str, Any]:
         finished = read_result(self.dir)  # a torn or invalid result.json is not done: rerun
@@ -192,6 +205,7 @@ class CellRun:
         device = self.setup(dist)
         data = self.build_data()
         model = self.build_model(data.vocab_size, device)
+        self.shard(model, device, dist)
         optimisation = self.build_optimisation(model, data.total_steps)
         self.resume(model, optimisation)
         logger = self.make_logger(dist, status)
@@ -199,6 +213,7 @@ class CellRun:
         parallel = self.wrap_parallel(model, device, dist)
         self.train(parallel, optimisation, data, device, dist, _LogTo(logger, status))
         timing = {"train_s": time.perf_counter() - tick}
+        model = self.evaluation_model(model, data.vocab_size, device)
         if dist.rank != 0:
             logger.finish()
             return {}
@@ -255,9 +270,9 @@ class CellRun:
         model = VideoVLM(self.cfg, vocab_size).to(device)
         source = self.init_source()
         if source is not None:
-            weights = load_checkpoint(source)
-            load_all_but_reducer(model, weights.get("model", weights), source)
-            self.init_info = {"checkpoint": str(source), "step": weights.get("step")}
+            weights, step = load_model_weights(source)
+            load_all_but_reducer(model, weights, source)
+            self.init_info = {"checkpoint": str(source), "step": step}
         return model
 
     def init_source(self) -> Path | None:
@@ -274,27 +289,62 @@ class CellRun:
                 "valid result.json). Fix: run the grid's base stage first (the launcher orders "
                 "the stages), or relaunch the grid."
             )
-        return base / CHECKPOINT
+        # its final checkpoint: last.pt, or last/ when it ran under FSDP (never an older prev)
+        final = [p for p in resume_points(base / CHECKPOINT_DIR) if p.path.name in FINAL]
+        if not final:
+            raise FileNotFoundError(
+                f"train.init_cell={train.init_cell}: its base cell {base} has no readable final "
+                "checkpoint (checkpoints/last.pt or checkpoints/last/). Fix: relaunch the base "
+                "cell with force=true."
+            )
+        return final[0].path
+
+    def shard(self, model: nn.Module, device: torch.device, dist: DistInfo) -> None:
+        """Activation checkpointing (`train.activation_checkpointing`) and, under torchrun with
+        `train.parallel=fsdp`, FSDP2 per block; in place, before the optimiser sees the
+        parameters (FSDP replaces them with shards)."""
+        t = self.cfg.train
+        if t.activation_checkpointing:
+            apply_activation_checkpointing(model)
+        if dist.world_size > 1 and t.parallel == "fsdp":
+            shard_model(model, device, t.precision, t.fsdp_cpu_offload)
+            self.fsdp = True
 
     def build_optimisation(self, model: nn.Module, total_steps: int) -> Optimisation:
         optimizer = build_optimizer(model, self.cfg.train)
         return Optimisation(optimizer, build_scheduler(optimizer, self.cfg.train, total_steps))
 
     def resume(self, model: nn.Module, optimisation: Optimisation) -> None:
-        """Continue from the cell's last good checkpoint; refuse one made under another config."""
-        found = load_latest_checkpoint(self.dir / CHECKPOINT_DIR)
-        if found is None:
+        """Continue from the cell's newest good checkpoint, `last.pt` or sharded `last/` (either
+        loads into a plain or an FSDP model, on any number of ranks); refuse one made under
+        another config. A sharded checkpoint whose shards fail to load falls back, with a
+        warning, to the next older one."""
+        ck: dict[str, Any] | None = None
+        for point in resume_points(self.dir / CHECKPOINT_DIR):
+            if point.state.get("config_hash") != self.cfg.identity_hash():
+                changed = changed_keys(point.state.get("config", {}), self.cfg.flat())
+                raise ValueError(
+                    f"{self.dir}: refusing to resume, the config changed since the checkpoint "
+                    f"({', '.join(changed) or 'unknown keys'}). Fix: restore those values, or "
+                    "relaunch with force=true to start the cell over (old results are moved "
+                    "aside)."
+                )
+            if not point.sharded:
+                load_full_checkpoint(point.state, model, optimisation.optimizer)
+            else:
+                try:  # collective: a shard unreadable on any rank fails on every rank
+                    load_sharded_checkpoint(point.path, model, optimisation.optimizer)
+                except Exception as exc:
+                    warnings.warn(
+                        f"{point.path}: its shards do not load ({type(exc).__name__}: {exc}); "
+                        "falling back to the next older checkpoint, if any",
+                        stacklevel=2,
+                    )
+                    continue
+            ck = point.state
+            break
+        if ck is None:
             return
-        _, ck = found
-        if ck.get("config_hash") != self.cfg.identity_hash():
-            changed = changed_keys(ck.get("config", {}), self.cfg.flat())
-            raise ValueError(
-                f"{self.dir}: refusing to resume, the config changed since the checkpoint "
-                f"({', '.join(changed) or 'unknown keys'}). Fix: restore those values, or "
-                "relaunch with force=true to start the cell over (old results are moved aside)."
-            )
-        model.load_state_dict(ck["model"])
-        optimisation.optimizer.load_state_dict(ck["optimizer"])
         optimisation.scheduler.load_state_dict(ck["scheduler"])
         restore_rng_state(ck["rng"])
         self.state.step = int(ck["step"])
@@ -304,8 +354,9 @@ class CellRun:
         drop_train_rows_after(self.dir / METRICS_FILE, self.state.step)
 
     def wrap_parallel(self, model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
-        """DDP over every rank when the cell runs under torchrun; the model itself otherwise."""
-        if dist.world_size <= 1:
+        """DDP over every rank when the cell runs under torchrun with `train.parallel=ddp`; the
+        model itself otherwise (single process, or already sharded by `shard`)."""
+        if dist.world_size <= 1 or self.fsdp:
             return model
         return torch.nn.parallel.DistributedDataParallel(
             model,
@@ -349,8 +400,23 @@ class CellRun:
             world_size=dist.world_size,
             extra_state=lambda: {"config": cfg.flat(), "config_hash": cfg.identity_hash()},
             callbacks=[log, *self.callbacks],
+            sharded=self.fsdp,
         )
         train(cfg.train, data.segments, loop, self.state)
+
+    def evaluation_model(self, model: VideoVLM, vocab_size: int, device: torch.device) -> VideoVLM:
+        """The trained model as a plain module for rank 0's evaluation and timing: activation
+        checkpointing removed; under FSDP (collective) a full copy gathered from the shards."""
+        if not self.fsdp:
+            remove_activation_checkpointing(model)
+            return model
+        state = full_model_state(model)
+        if not state:  # ranks other than 0 do not evaluate
+            return model
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            plain = VideoVLM(self.cfg, vocab_size).to(device)
+        plain.load_state_dict(state)
+        return plain
 
     def evaluate(
         self, model: nn.Module, data: CellData, device: torch.device

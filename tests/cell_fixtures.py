@@ -7,6 +7,8 @@ tokens) and a 2-layer 32-dim decoder for a few steps on CPU, so each run takes a
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,25 @@ def edit_config(cell_dir: Path, section: str, **values: Any) -> None:
 
 
 # ---- run helpers ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_as_rank(rank: int, world: int, port: int) -> None:
+    """Export what torchrun would for `rank` of `world` on this host (and keep W&B off)."""
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WANDB_MODE="disabled",
+    )
+    torch.set_num_threads(1)
+
+
 class InterruptAfter(TrainCallback):
     """Raise `Preempted` right after global step `step` (after its checkpoint, if one is due)."""
 

@@ -4,7 +4,6 @@ identical replicas, and only rank 0 writes results."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,27 +13,21 @@ import torch.multiprocessing as mp
 from core.cell import run_cell
 from core.io import read_json, read_jsonl
 from core.training import distributed as D
-from tests.cell_fixtures import cell_config, final_weights, make_cell, same_weights, write_dataset
+from tests.cell_fixtures import (
+    cell_config,
+    final_weights,
+    free_port,
+    join_as_rank,
+    make_cell,
+    same_weights,
+    write_dataset,
+)
 
 STEPS = 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank: int, world: int, port: int, cell_dir: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WANDB_MODE="disabled",
-    )
-    torch.set_num_threads(1)
+    join_as_rank(rank, world, port)
     result = run_cell(cell_dir)
     D.mean_over_ranks([0.0])  # rank 0 has finished evaluating and writing
     torch.save(
@@ -61,7 +54,7 @@ def test_two_ranks_match_one_process_on_the_global_batch_and_only_rank0_writes(t
     root = write_dataset(tmp_path / "data", "ddpqa")
     train = {"steps": STEPS, "batch_size": 2, "checkpoint_every": 3}
     ddp_dir = make_cell(tmp_path / "ddp" / "cell", cell_config(root, "ddpqa", train=train))
-    mp.spawn(_rank, args=(2, _free_port(), str(ddp_dir)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, free_port(), str(ddp_dir)), nprocs=2, join=True)
     # One process with the global batch (2 ranks × 2 clips) sees the same clips at every step.
     single = {**train, "batch_size": 4}
     one_dir = make_cell(tmp_path / "one" / "cell", cell_config(root, "ddpqa", train=single))

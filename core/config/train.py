@@ -9,6 +9,7 @@ from core.config._build import fail
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
@@ -40,6 +41,12 @@ class TrainConfig:
     # fine-tune or zero-shot cell. Part of the cell's identity, so a changed base re-runs exactly
     # its dependents. The launcher sets it from the grid's protocol.
     init_cell: str = ""
+    # Under torchrun: ddp replicates the model on every rank; fsdp shards parameters, gradients
+    # and optimizer state per block (FSDP2) and checkpoints shards (checkpoints/last/). A single
+    # process ignores it.
+    parallel: str = "ddp"
+    fsdp_cpu_offload: bool = False  # fsdp only: sharded parameters and optimizer state on the CPU
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.caption_steps < 0:
@@ -82,6 +89,22 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             fail("train.precision", self.precision, "unknown precision", f"use one of {PRECISIONS}")
+        if self.parallel not in PARALLEL:
+            fail("train.parallel", self.parallel, "unknown parallelism", f"use one of {PARALLEL}")
+        if self.fsdp_cpu_offload and self.parallel != "fsdp":
+            fail(
+                "train.fsdp_cpu_offload",
+                True,
+                f"CPU offload is part of FSDP, but train.parallel={self.parallel!r}",
+                "set train.parallel=fsdp, or train.fsdp_cpu_offload=false",
+            )
+        if self.fsdp_cpu_offload and self.device == "cpu":
+            fail(
+                "train.fsdp_cpu_offload",
+                True,
+                "offloading to the CPU needs training on CUDA, but train.device='cpu'",
+                "set train.fsdp_cpu_offload=false, or train.device=cuda",
+            )
 
 
 @dataclass

@@ -4,6 +4,10 @@ A checkpoint is a dict of tensors and plain containers (model/optimizer/schedule
 RNG states). RNG states are converted to tensors/lists/ints here so the safe unpickler accepts them;
 nothing executable is ever unpickled. `last.pt` is replaced atomically; the previous one is kept as
 `prev.pt` so a checkpoint corrupted by the storage layer still leaves one to resume from.
+
+FSDP cells write *sharded* checkpoints instead (`core.training.sharded_checkpoint`): directories
+`last/` and `prev/` with the same guarantees. `resume_points` lists every readable checkpoint of
+either kind, newest first, so a cell resumes from the newest one whichever way it last ran.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 
 from core.io import atomic_write
+from core.training import sharded_checkpoint as sharded
 
 LAST = "last.pt"
 PREVIOUS = "prev.pt"
@@ -39,14 +46,15 @@ def save_checkpoint(
     return atomic_write(target, write, binary=True)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU with the safe (weights-only) unpickler."""
+def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU with the safe (weights-only) unpickler; `mmap` maps the
+    tensors from the file instead of reading them (cheap when only part of it is used)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(
             f"{p}: checkpoint not found. Fix: check train.init_from / the cell dir."
         )
-    state = torch.load(p, map_location="cpu", weights_only=True)
+    state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(state, dict):
         raise ValueError(f"{p}: expected a dict checkpoint, got {type(state).__name__}")
     return state
@@ -75,8 +83,64 @@ def load_latest_checkpoint(
     return None
 
 
+def load_model_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], int | None]:
+    """(model weights, step) of a checkpoint file (a whole checkpoint or bare weights) or of a
+    sharded checkpoint directory, read in this process (weights only)."""
+    p = Path(path)
+    if p.is_dir():
+        return sharded.load_sharded_model_weights(p), int(sharded.read_run_state(p)["step"])
+    state = load_checkpoint(p)
+    step = state.get("step")
+    return state.get("model", state), None if step is None else int(step)
+
+
+@dataclass
+class ResumePoint:
+    """A readable checkpoint: `state` is the whole checkpoint of a file (`last.pt`), or the run
+    state (everything but model and optimizer) of a sharded directory (`last/`)."""
+
+    path: Path
+    state: dict[str, Any]
+    sharded: bool
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def resume_points(directory: str | os.PathLike[str]) -> list[ResumePoint]:
+    """Every readable checkpoint in `directory` (`last/`, `last.pt`, `prev/`, `prev.pt`), newest
+    step first. Each unreadable one is reported with a warning naming it, the error and what is
+    used instead, so a fallback to an older checkpoint, or to step 0, is never silent."""
+    d = Path(directory)
+    points, broken = [], []
+    for name, is_dir in (
+        (sharded.LAST, True),
+        (LAST, False),
+        (sharded.PREVIOUS, True),
+        (PREVIOUS, False),
+    ):
+        p = d / name
+        if not (p.is_dir() if is_dir else p.is_file()):
+            continue
+        try:
+            state = sharded.read_run_state(p) if is_dir else load_checkpoint(p, mmap=True)
+            points.append(ResumePoint(p, state, is_dir))
+        except Exception as exc:  # a torn or corrupted checkpoint: fall back to an older one
+            broken.append((p, exc))
+    points.sort(key=lambda point: -point.step)  # stable: last before prev on equal steps
+    instead = f"{points[0].path.name}" if points else "no checkpoint: training restarts at step 0"
+    for p, exc in broken:
+        warnings.warn(
+            f"{p} is unreadable ({type(exc).__name__}: {exc}); falling back to {instead}",
+            stacklevel=2,
+        )
+    return points
+
+
 def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temp files of interrupted atomic writes (`.<name>.*.tmp`) in `directory`.
+    """Delete the temp files and directories of interrupted atomic writes (`.<name>.*.tmp`) in
+    `directory`.
 
     Call it only as the cell's single writer (at the start of a run)."""
     d = Path(directory)
@@ -85,7 +149,10 @@ def remove_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
     removed = []
     for tmp in d.glob(".*.tmp"):
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
             removed.append(tmp)
     return removed
 

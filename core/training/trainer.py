@@ -24,6 +24,7 @@ from core.training.batches import to_device, train_loader
 from core.training.checkpoint import capture_rng_state, save_checkpoint
 from core.training.distributed import mean_over_ranks
 from core.training.precision import autocast
+from core.training.sharded_checkpoint import save_sharded_checkpoint
 
 
 class NonFiniteLoss(RuntimeError):
@@ -86,9 +87,17 @@ class TrainLoop:
     world_size: int = 1
     extra_state: Callable[[], dict] | None = None
     callbacks: Sequence[TrainCallback] = ()
+    sharded: bool = False  # FSDP: every rank writes its shard into checkpoint_path's directory
 
     def save_checkpoint(self, state: TrainState) -> None:
-        if self.rank == 0:
+        if self.sharded:
+            save_sharded_checkpoint(
+                self.checkpoint_path.parent,
+                self.model,
+                self.optimizer,
+                run_state(self.scheduler, state, self.extra_state),
+            )
+        elif self.rank == 0:
             save_checkpoint(
                 self.checkpoint_path,
                 checkpoint_state(
@@ -207,6 +216,13 @@ def checkpoint_state(
     return {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
+        **run_state(scheduler, state, extra_state),
+    }
+
+
+def run_state(scheduler, state: TrainState, extra_state: Callable[[], dict] | None = None) -> dict:
+    """Everything a checkpoint holds besides the model and optimizer state."""
+    return {
         "scheduler": scheduler.state_dict(),
         "rng": capture_rng_state(),
         "step": state.step,
