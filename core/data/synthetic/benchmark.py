@@ -215,7 +215,7 @@ def _write_clip(job: tuple[str, str, str, str, Scene]) -> tuple[str, str]:
             "on it. Fix: use a PyAV wheel whose bundled FFmpeg has libx264rgb (e.g. av 18)."
         )
     write_json(base / gt_relpath(name, split, clip_id), ground_truth(scene, boxes, ids))
-    return rel, frames_digest(frames)
+    return rel, frames_digest(decoded)  # equal to the rendered frames (checked above)
 
 
 def _run_jobs(jobs: list, workers: int) -> dict[str, str]:

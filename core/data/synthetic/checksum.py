@@ -2,8 +2,8 @@
 the libraries that built it.
 
 The clips are lossless, so their decoded frames equal the rendered ones on every FFmpeg build. The
-content checksum therefore hashes what a model sees, not the encoder's bytes: the rendered frames of
-every clip (checked equal to the decoded frames at generation) and every metadata file (manifests,
+content checksum therefore hashes what a model sees, not the encoder's bytes: the decoded frames of
+every clip (checked equal to the rendered ones at generation) and every metadata file (manifests,
 captions, ground truth, stats). Two sets with the same content checksum give the same pixels and
 answers wherever they were generated. `checksums.json` also keeps the byte digest of every file of
 this copy, so later edits (a hand-edited manifest, a clip copied in from another set) are caught.
