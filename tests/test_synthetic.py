@@ -623,8 +623,8 @@ def test_evidence_fractions_per_type():
 
 
 def test_default_mix_rewards_choosing_frames():
-    """The tiny preset's mix: chance <= 0.35, frame 0 settles few questions and every fixed crop
-    of half the frames settles clearly fewer than the oracle (which keeps every object window)."""
+    """The tiny preset's mix: chance <= 0.35, frame 0 settles a minority of its questions and every
+    fixed crop of half the frames settles fewer than the oracle (which keeps every object window)."""
     from core.config.data import DataConfig
 
     types = DataConfig().synthetic_question_types
@@ -632,8 +632,9 @@ def test_default_mix_rewards_choosing_frames():
     val = stats["splits"]["validation"]
     assert stats["chance_overall"] <= 0.35
     ev = val["evidence"]["all"]
-    assert ev["oracle"] == 1.0 and ev["frame_0"] <= 0.1
-    assert ev["first_half"] <= 0.8 and ev["late_crop"] <= 0.8 and ev["uniform_half"] < 1.0
+    assert ev["oracle"] == 1.0 and ev["frame_0"] <= 0.3
+    assert ev["first_half"] <= 0.85 and ev["late_crop"] <= 0.8 and ev["uniform_half"] < 1.0
+    assert {"appears", "turns_into"} <= set(types)
 
 
 # --- lossless clips, checksums, generator version ----------------------------------------------
