@@ -1,20 +1,37 @@
-"""Synthetic video-QA benchmark: determinism, layout, decodability, ground truth vs pixels, answer
-consistency, ensure_synthetic semantics and chance statistics."""
+"""Synthetic video-QA benchmark: determinism, layout, lossless decoding, ground truth vs pixels,
+answer consistency, where each question's evidence lives, ensure_synthetic semantics (arguments,
+generator version, checksums) and chance statistics."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.data.synthetic import GenerationArgs, dry_run, ensure_synthetic, generate, plan_scenes
+from core.data.synthetic import (
+    GenerationArgs,
+    benchmark_checksum,
+    dry_run,
+    ensure_synthetic,
+    environment_versions,
+    generate,
+    plan_scenes,
+)
 from core.data.synthetic import benchmark as gen_module
 from core.data.synthetic.__main__ import main as cli_main
-from core.data.synthetic.benchmark import MARKER, ground_truth
+from core.data.synthetic.benchmark import (
+    GENERATOR_VERSION,
+    MARKER,
+    LosslessError,
+    ground_truth,
+)
+from core.data.synthetic.checksum import CHECKSUM_FILE, decoded_content_checksum, verify_files
+from core.data.synthetic.evidence import CROPS, answerable, evidence_fractions
 from core.data.synthetic.questions import plan_split
 from core.data.synthetic.render import render_background, render_clip
 from core.data.synthetic.scene import SceneObject
@@ -23,7 +40,8 @@ from core.data.synthetic.vocab import ANSWER_SETS, COLOURS, COUNT_WORDS, QUESTIO
 
 av = pytest.importorskip("av")
 
-SMALL = dict(train=7, val=7, seed=3)
+SMALL = dict(train=9, val=9, seed=3)  # one clip of each question type per split
+PINNED_CONTENT = "a4550859603fc7d50d23b5eab44598b45f60793a2a505e5561961b8e5f635556"
 SPLITS = ("train", "validation")
 
 
@@ -76,7 +94,7 @@ def test_layout_and_paths_resolve(bench):
     ids = []
     for split, csv_split in (("train", "train"), ("validation", "val")):
         rows = _rows(bench, split)
-        assert len(rows) == 7
+        assert len(rows) == 9
         assert {r["question_type"] for r in rows} == set(QUESTION_TYPES)
         for r in rows:
             cid = r["clip_id"]
@@ -100,7 +118,7 @@ def test_layout_and_paths_resolve(bench):
         assert [t["name"] for t in table] == [r["caption"] for r in rows]
     assert len(set(ids)) == len(ids)
     stats = json.loads((bench / "raw/synthetic/stats.json").read_text())
-    assert stats["clips"] == {"train": 7, "validation": 7}
+    assert stats["clips"] == {"train": 9, "validation": 9}
     assert stats["args"]["seed"] == SMALL["seed"]
 
 
@@ -170,7 +188,7 @@ def _check_answer(row: dict, gt: dict) -> None:
     qtype, answer = row["question_type"], row["answer"]
     objects = {o["id"]: o for o in gt["objects"]}
     sampled = gt["sampled_frames"]
-    assert sampled == [0, 5, 9, 14, 18, 23, 27, 31]
+    assert sampled == [0, 4, 9, 13, 18, 22, 27, 31]
     present = [set(gt["object_ids"][f]) for f in sampled]
     seen = {oid: [i for i, ids in enumerate(present) if oid in ids] for oid in objects}
     if qtype in ("colour", "shape", "direction"):
@@ -209,6 +227,21 @@ def _check_answer(row: dict, gt: dict) -> None:
         assert len(needles) == 1 and needles[0]["colour"] == answer
         assert 1 <= len(seen[needles[0]["id"]]) <= 2
         assert all(len(seen[o]) == 8 for o in objects if o != needles[0]["id"])
+    elif qtype == "appears":
+        target = next(o for o in objects.values() if o["colour"] == answer)
+        shown = seen[target["id"]]
+        assert len(objects) == 1 and 1 <= len(shown) <= 3
+        assert shown == list(range(shown[0], shown[-1] + 1))
+        assert 0 not in shown and 7 not in shown  # mid-clip: absent at the first and last frame
+    elif qtype == "turns_into":
+        colour = row["question"].split("the ")[1].split(" object")[0]
+        target = next(o for o in objects.values() if o["colour"] == colour)
+        assert target["final_colour"] == answer != colour
+        assert row["options"] == [c for c in COLOURS if c != colour]
+        assert (
+            _colour_at(target, sampled[0]) == colour and _colour_at(target, sampled[-1]) == answer
+        )
+        assert len(objects) == 1
     else:
         raise AssertionError(qtype)
 
@@ -260,8 +293,15 @@ def test_static_objects_stay_inside_one_window():
 
 
 def test_sampled_frames_and_guards():
-    assert sampled_frames(32, 8) == [0, 5, 9, 14, 18, 23, 27, 31]
-    assert sample_guards(32, 8)[2] == (9, 10)
+    """Both sampling rules (first and last frame kept; or spread over the whole duration, first
+    frame at or after t minus half a frame) read frames inside the guards events avoid."""
+    assert sampled_frames(32, 8) == [0, 4, 9, 13, 18, 22, 27, 31]
+    guards = sample_guards(32, 8)
+    assert guards[2] == (8, 10)
+    whole_duration = [min(math.ceil(i * 32 / 7 - 0.5), 31) for i in range(8)]
+    assert whole_duration == [0, 5, 9, 14, 18, 23, 27, 31]
+    for frames in (sampled_frames(32, 8), whole_duration):
+        assert all(lo <= f <= hi for f, (lo, hi) in zip(frames, guards, strict=True))
     with pytest.raises(ValueError, match="too short"):
         sample_guards(12, 8)
 
@@ -273,7 +313,7 @@ def test_ensure_synthetic_idempotent_and_refuses_other_args(tmp_path, monkeypatc
     root = tmp_path / "data"
     assert ensure_synthetic(root, 3, 2, seed=1) == root.absolute()
     marker = root / "raw" / "synthetic" / MARKER
-    assert json.loads(marker.read_text())["seed"] == 1
+    assert json.loads(marker.read_text())["args"]["seed"] == 1
     before = _metadata_files(root)
 
     def boom(*a, **k):
@@ -292,7 +332,7 @@ def test_ensure_synthetic_idempotent_and_refuses_other_args(tmp_path, monkeypatc
     # force replaces the old dataset, including its videos
     old_videos = [root / r["video"] for r in _rows(root, "validation")]
     ensure_synthetic(root, 3, 2, seed=2, force=True)
-    assert json.loads(marker.read_text())["seed"] == 2
+    assert json.loads(marker.read_text())["args"]["seed"] == 2
     assert not any(p.exists() for p in old_videos)
     assert all((root / r["video"]).is_file() for r in _rows(root, "validation"))
 
@@ -353,7 +393,7 @@ def test_bad_arguments_name_the_field():
 
 
 def test_plan_is_balanced():
-    plan = plan_split(700, np.random.default_rng(0))
+    plan = plan_split(100 * len(QUESTION_TYPES), np.random.default_rng(0))
     for qtype in QUESTION_TYPES:
         answers = [a for t, a, _ in plan if t == qtype]
         assert len(answers) == 100
@@ -375,6 +415,8 @@ def test_dry_run_chance_and_balance():
         "which_first": 0.5,
         "changed": 0.5,
         "needle": 0.1667,
+        "appears": 0.1667,
+        "turns_into": 0.2,
     }
     counts = val["rows_per_type"].values()
     assert max(counts) - min(counts) <= 1
@@ -423,9 +465,13 @@ def test_subset_order_does_not_matter_and_scenes_use_only_the_subset():
     assert {s.question_type for split in scenes.values() for _, s in split} == {"colour", "needle"}
 
 
-def test_default_types_reproduce_the_all_type_plan():
-    """Pinned from the generator before question types became selectable: existing data stays
-    valid. The negative control shows that a subset changes the plan."""
+V1_TYPES = QUESTION_TYPES[:7]  # the types of generator version 1, in their order
+
+
+def test_type_plans_are_stable_and_order_independent():
+    """Pinned from generator version 1 (all seven types then): the same type set still draws the
+    same plan, whatever order it is named in. The negative controls show that another set (the
+    default, which adds the version-2 types, or one type fewer) changes the plan."""
     pinned = [
         ("98151706", "count", "three"),
         ("17274163", "needle", "cyan"),
@@ -442,14 +488,15 @@ def test_default_types_reproduce_the_all_type_plan():
     def listing(args: GenerationArgs) -> list[tuple[str, str, str]]:
         return [(c, s.question_type, s.answer) for c, s in plan_scenes(args)["validation"]]
 
+    v1 = GenerationArgs(train=0, val=10, seed=0, question_types=V1_TYPES)
+    assert listing(v1) == pinned
+    assert listing(GenerationArgs(train=0, val=10, seed=0, question_types=V1_TYPES[::-1])) == pinned
     default = GenerationArgs(train=0, val=10, seed=0)
-    assert listing(default) == pinned
-    explicit = GenerationArgs(train=0, val=10, seed=0, question_types=QUESTION_TYPES[::-1])
-    assert listing(explicit) == pinned
-    assert "question_types" not in default.to_json()  # markers and stats.json keep their bytes
-    subset = GenerationArgs(train=0, val=10, seed=0, question_types=QUESTION_TYPES[:-1])
+    assert default.question_types == QUESTION_TYPES and listing(default) != pinned
+    assert "question_types" not in default.to_json()  # all types: the marker does not list them
+    subset = GenerationArgs(train=0, val=10, seed=0, question_types=V1_TYPES[:-1])
     assert listing(subset) != pinned
-    assert subset.to_json()["question_types"] == list(QUESTION_TYPES[:-1])
+    assert subset.to_json()["question_types"] == list(V1_TYPES[:-1])
 
 
 @pytest.mark.parametrize(
@@ -497,7 +544,7 @@ def test_subset_generation_writes_only_those_types_and_marker_tracks_them(tmp_pa
             _check_answer(row, json.loads((root / row["ground_truth"]).read_text()))
     assert {r["question_type"] for r in _rows(root, "train")} == {"colour", "needle"}
     marker = root / "raw" / "synthetic" / MARKER
-    assert json.loads(marker.read_text())["question_types"] == ["colour", "needle"]
+    assert json.loads(marker.read_text())["args"]["question_types"] == ["colour", "needle"]
     stats = json.loads((root / "raw/synthetic/stats.json").read_text())
     assert set(stats["splits"]["train"]["rows_per_type"]) == {"colour", "needle"}
 
@@ -512,7 +559,7 @@ def test_subset_generation_writes_only_those_types_and_marker_tracks_them(tmp_pa
         ensure_synthetic(root, 6, 3, seed=5, question_types=["colour"])
     monkeypatch.undo()
     ensure_synthetic(root, 6, 3, seed=5, force=True)
-    assert "question_types" not in json.loads(marker.read_text())
+    assert "question_types" not in json.loads(marker.read_text())["args"]
     assert len({r["question_type"] for r in _rows(root, "train")}) == 6
 
 
@@ -527,3 +574,199 @@ def test_cli_question_types_dry_run_and_bad_type(tmp_path, capsys):
     assert cli_main([*args, "--question-types", "colour,hue"]) == 2
     assert "unknown question type 'hue'" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+# --- where the evidence lives ------------------------------------------------------------------
+
+
+def _shows(frame: np.ndarray, colour: str) -> bool:
+    """Rendered pixels are exact, so an object of `colour` shows as pixels of exactly that RGB."""
+    return bool((frame == np.array(COLOURS[colour], np.uint8)).all(-1).any())
+
+
+def test_answerable_follows_the_rendered_pixels():
+    """The metadata rule of each temporal type agrees with what the pixels of the kept frames show:
+    the answer is settled exactly by the frames that show its evidence."""
+    types = ("which_first", "needle", "appears", "turns_into")
+    args = GenerationArgs(train=0, val=120, seed=7, question_types=types)
+    settled_by_frame_0 = 0
+    for _, scene in plan_scenes(args)["validation"]:
+        frames, _, _ = render_clip(scene)
+        picks = frames[sampled_frames(scene.num_frames, scene.fps)]
+        answer = scene.answer
+        for t in range(8):
+            if scene.question_type == "which_first":
+                other = next(c for c in scene.named if c != answer)
+                expected = _shows(picks[t], answer) and not _shows(picks[t], other)
+                assert answerable(scene, [t]) == expected
+            else:  # needle, appears, turns_into: the answer colour shows only in the evidence
+                assert not _shows(picks[0], answer)
+                assert answerable(scene, [0, t]) == _shows(picks[t], answer)
+        settled_by_frame_0 += answerable(scene, [0])
+        assert answerable(scene, range(8))
+    assert 0 < settled_by_frame_0 < 30  # only which_first with its first object at frame 0
+
+
+def test_evidence_fractions_per_type():
+    scenes = [s for _, s in plan_scenes(GenerationArgs(train=0, val=900, seed=0))["validation"]]
+    ev = evidence_fractions(scenes)
+    assert list(ev) == [*QUESTION_TYPES, "all"] and set(ev["all"]) == set(CROPS)
+    assert all(row["oracle"] == 1.0 for row in ev.values())
+    assert ev["count"] == dict.fromkeys(CROPS, 1.0)  # negative control: a frame-0 type
+    for qtype in ("needle", "appears", "turns_into"):
+        assert ev[qtype]["frame_0"] == 0.0 and ev[qtype]["first_half"] < 0.75
+    assert ev["appears"]["late_crop"] < 0.6 and ev["needle"]["uniform_half"] < 0.85
+    with pytest.raises(ValueError, match=r"kept=\[8\]"):
+        answerable(scenes[0], [8])
+
+
+def test_default_mix_rewards_choosing_frames():
+    """The tiny preset's mix: chance <= 0.35, frame 0 settles a minority of its questions and every
+    fixed crop of half the frames settles fewer than the oracle (which keeps every object window)."""
+    from core.config.data import DataConfig
+
+    types = DataConfig().synthetic_question_types
+    stats = dry_run(0, 500, seed=0, question_types=types)
+    val = stats["splits"]["validation"]
+    assert stats["chance_overall"] <= 0.35
+    ev = val["evidence"]["all"]
+    assert ev["oracle"] == 1.0 and ev["frame_0"] <= 0.3
+    assert ev["first_half"] <= 0.85 and ev["late_crop"] <= 0.8 and ev["uniform_half"] < 1.0
+    assert {"appears", "turns_into"} <= set(types)
+
+
+# --- lossless clips, checksums, generator version ----------------------------------------------
+
+
+def test_clips_decode_to_exactly_the_rendered_frames(bench):
+    """Every decoded frame equals the rendered one, also through the dataset's own decoder (the
+    sampled timestamps, rgb24 at frame_size), so decoded pixels do not depend on the FFmpeg build."""
+    from core.data.decode import decode_frames
+
+    args = GenerationArgs(**SMALL)
+    scenes = {cid: scene for split in plan_scenes(args).values() for cid, scene in split}
+    for split in SPLITS:
+        for row in _rows(bench, split):
+            scene = scenes[row["clip_id"]]
+            rendered, _, _ = render_clip(scene)
+            assert np.array_equal(_decode(bench / row["video"]), rendered)
+            times = [i * 3.875 / 7 for i in range(8)]  # first to last frame start, evenly
+            frames, info = decode_frames(bench / row["video"], times, 64)
+            picks = sampled_frames(scene.num_frames, scene.fps)
+            assert info.valid.all() and np.array_equal(frames, rendered[picks])
+
+
+def _lossy_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    """The version-1 encoding (libx264, yuv420p, CRF 20): chroma subsampling changes pixels."""
+    from fractions import Fraction
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "20"}
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_lossy_encoding_is_refused_at_generation(tmp_path, monkeypatch):
+    monkeypatch.setattr(gen_module, "write_mp4", _lossy_mp4)
+    with pytest.raises(LosslessError, match=r"\.mp4: the decoded clip is not the rendered one"):
+        generate(tmp_path, train=1, val=0, seed=0)
+
+
+def test_content_checksum_recorded_and_build_independent(tmp_path):
+    """The marker records the content checksum (what benchmark_checksum reads); it does not depend
+    on the worker count nor on the encoder's bytes: a clip re-encoded with other lossless settings
+    decodes to the same content checksum, though its file digest changes."""
+    a = ensure_synthetic(tmp_path / "a", 4, 3, seed=1)
+    b = ensure_synthetic(tmp_path / "b", 4, 3, seed=1, workers=2)
+    marker = json.loads((a / "raw/synthetic" / MARKER).read_text())
+    assert benchmark_checksum(a) == benchmark_checksum(b) == marker["content_checksum"]
+    assert set(marker["environment"]) >= {"pyav", "libavcodec", "libavformat", "x264", "numpy"}
+    other = ensure_synthetic(tmp_path / "c", 4, 3, seed=2)
+    assert benchmark_checksum(other) != benchmark_checksum(a)
+
+    video = a / _rows(a, "validation")[0]["video"]
+    frames = _decode(video)
+    before = video.read_bytes()
+    with av.open(str(video), "w") as container:  # same pixels, another encoder setting
+        stream = container.add_stream("libx264rgb", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert video.read_bytes() != before and np.array_equal(_decode(video), frames)
+    checksums = a / "raw/synthetic" / CHECKSUM_FILE
+    assert decoded_content_checksum(a, checksums) == benchmark_checksum(a)
+    assert verify_files(a, checksums, marker["checksums_sha256"]) == [
+        f"{video.relative_to(a)} was modified"
+    ]
+
+
+def test_content_checksum_is_pinned(tmp_path):
+    """Canary for reproducibility: the content of a small set (rendered pixels, answers, ground
+    truth) is the same on every machine. If this fails without a generator change, rendering
+    depends on the environment; after a deliberate change, bump GENERATOR_VERSION and re-pin."""
+    made = generate(tmp_path, **SMALL)
+    assert made["content_checksum"] == PINNED_CONTENT
+
+
+def test_modified_copy_is_refused_and_force_regenerates(tmp_path):
+    root = tmp_path / "data"
+    ensure_synthetic(root, 3, 2, seed=1)
+    ensure_synthetic(root, 3, 2, seed=1)  # verified once; an unchanged copy is not re-hashed
+    manifest = root / "raw/synthetic/qa/validation.jsonl"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"answer":"', '"answer":"x', 1))
+    with pytest.raises(
+        ValueError, match=r"does not match the checksums.*validation\.jsonl was mod"
+    ):
+        ensure_synthetic(root, 3, 2, seed=1)
+    with pytest.raises(ValueError, match=r"does not match.*force=True"):
+        ensure_synthetic(root, 3, 2, seed=1)  # still refused: the failure is not cached
+    ensure_synthetic(root, 3, 2, seed=1, force=True)
+    assert manifest.read_text() == text
+    video = root / _rows(root, "train")[0]["video"]
+    video.unlink()
+    with pytest.raises(ValueError, match=r"\.mp4 is missing"):
+        ensure_synthetic(root, 3, 2, seed=1)
+
+
+def test_older_generator_data_is_regenerated_newer_refused(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    ensure_synthetic(root, 2, 1, seed=0)
+    marker = root / "raw/synthetic" / MARKER
+    current = json.loads(marker.read_text())
+    # What version 1 wrote: the arguments alone (its clips were lossy, without checksums).
+    marker.write_text(json.dumps({**current["args"], "generator_version": 1}))
+    with pytest.raises(ValueError, match="generator version 1, so it has no content checksum"):
+        benchmark_checksum(root)
+    calls = []
+    real = gen_module.generate
+    monkeypatch.setattr(gen_module, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ensure_synthetic(root, 2, 1, seed=5)  # an obsolete cache of ours, even with other arguments
+    assert calls == [1] and json.loads(marker.read_text())["args"]["seed"] == 5
+    newer = json.loads(marker.read_text())
+    newer["args"]["generator_version"] = GENERATOR_VERSION + 1
+    marker.write_text(json.dumps(newer))
+    with pytest.raises(ValueError, match=r"different arguments.*'generator_version': \(3, 2\)"):
+        ensure_synthetic(root, 2, 1, seed=5)
+    assert calls == [1]
+
+
+def test_environment_versions_name_the_build():
+    versions = environment_versions()
+    assert versions["pyav"] == av.__version__ and versions["numpy"] == np.__version__
+    assert versions["libavcodec"].count(".") == 2 and versions["libavformat"].count(".") == 2
+    assert versions["x264"].startswith("x264 - core ")

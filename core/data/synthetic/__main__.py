@@ -7,7 +7,8 @@ import json
 import sys
 import time
 
-from core.data.synthetic.benchmark import dry_run, ensure_synthetic
+from core.data.synthetic.benchmark import benchmark_checksum, dry_run, ensure_synthetic
+from core.data.synthetic.checksum import CHECKSUM_FILE, decoded_content_checksum
 from core.data.synthetic.stats import stats_markdown
 from core.data.synthetic.vocab import QUESTION_TYPES
 
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="encoding processes")
     p.add_argument("--force", action="store_true", help="replace data made with other arguments")
     p.add_argument("--dry-run", action="store_true", help="print stats only; write nothing")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also decode every clip and check the content checksum recorded in the marker",
+    )
     a = p.parse_args(argv)
     types = None if a.question_types is None else [t.strip() for t in a.question_types.split(",")]
     common = dict(size=a.size, fps=a.fps, duration=a.duration, question_types=types)
@@ -45,13 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         root = ensure_synthetic(
             a.root, a.train, a.val, a.seed, a.name, workers=a.workers, force=a.force, **common
         )
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     stats = json.loads((root / "raw" / a.name / "stats.json").read_text(encoding="utf-8"))
     split = "validation" if a.val else "train"
     print(stats_markdown(stats, split))
+    recorded = benchmark_checksum(root, a.name)
+    print(f"content checksum {recorded}")
+    if a.verify:
+        dataset_dir = root / "raw" / a.name
+        decoded = decoded_content_checksum(root, dataset_dir / CHECKSUM_FILE)
+        if decoded != recorded:
+            print(f"error: decoded content checksum {decoded} != recorded", file=sys.stderr)
+            return 1
+        print("verified: the decoded clips and metadata give the recorded content checksum")
     print(f"benchmark ready at {root} ({seconds:.1f} s, stats in raw/{a.name}/stats.json)")
     return 0
 

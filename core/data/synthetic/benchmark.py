@@ -1,10 +1,12 @@
 """Deterministic generation of the synthetic video-QA benchmark, and `ensure_synthetic`, which
-generates once (atomically, under a file lock) and otherwise returns at once."""
+generates once (atomically, under a file lock), checks an existing copy against its recorded
+digests, and otherwise returns at once."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from core.data.synthetic import questions
+from core.data.synthetic.checksum import (
+    CHECKSUM_FILE,
+    content_checksum,
+    environment_versions,
+    file_digest,
+    frames_digest,
+    stat_signature,
+    verify_files,
+    write_checksums,
+)
+from core.data.synthetic.evidence import evidence_fractions
 from core.data.synthetic.render import render_clip
 from core.data.synthetic.scene import Scene, build_scene
 from core.data.synthetic.stats import benchmark_stats
@@ -27,6 +40,7 @@ from core.data.synthetic.writer import (
     dumps,
     gt_relpath,
     manifest_path,
+    read_mp4,
     video_relpath,
     write_captions,
     write_json,
@@ -34,9 +48,17 @@ from core.data.synthetic.writer import (
     write_mp4,
 )
 
-GENERATOR_VERSION = 1
+# 2: lossless clips (libx264rgb, qp 0), content checksum in the marker, appears/turns_into types.
+GENERATOR_VERSION = 2
 MARKER = ".complete"
 _MAX_CLIPS = 1_000_000
+log = logging.getLogger(__name__)
+# (dataset folder, checksums.json digest, stat signature) of copies this process verified.
+_VERIFIED: set[tuple[str, str, str]] = set()
+
+
+class LosslessError(RuntimeError):
+    """A clip did not decode to exactly the frames that were rendered."""
 
 
 @dataclass(frozen=True)
@@ -173,26 +195,39 @@ def ground_truth(scene: Scene, boxes, ids) -> dict:
     }
 
 
-def _write_clip(job: tuple[str, str, str, str, Scene]) -> None:
+def _write_clip(job: tuple[str, str, str, str, Scene]) -> tuple[str, str]:
+    """Render, encode, decode back and compare; returns (video path, digest of its frames)."""
     root, name, split, clip_id, scene = job
     frames, boxes, ids = render_clip(scene)
     base = Path(root)
-    write_mp4(base / video_relpath(split, clip_id), frames, scene.fps)
+    rel = video_relpath(split, clip_id)
+    write_mp4(base / rel, frames, scene.fps)
+    decoded = read_mp4(base / rel)
+    if decoded.shape != frames.shape or not np.array_equal(decoded, frames):
+        detail = (
+            f"shape {decoded.shape} vs {frames.shape}"
+            if decoded.shape != frames.shape
+            else f"{int((decoded != frames).any(-1).sum())} pixels differ"
+        )
+        raise LosslessError(
+            f"{base / rel}: the decoded clip is not the rendered one ({detail}); this FFmpeg build "
+            f"({environment_versions()}) does not encode losslessly, so the benchmark would depend "
+            "on it. Fix: use a PyAV wheel whose bundled FFmpeg has libx264rgb (e.g. av 18)."
+        )
     write_json(base / gt_relpath(name, split, clip_id), ground_truth(scene, boxes, ids))
+    return rel, frames_digest(decoded)  # equal to the rendered frames (checked above)
 
 
-def _run_jobs(jobs: list, workers: int) -> None:
+def _run_jobs(jobs: list, workers: int) -> dict[str, str]:
+    """{video path: frames digest} of every clip written."""
     if workers <= 1 or len(jobs) < 2:
-        for job in jobs:
-            _write_clip(job)
-        return
+        return dict(_write_clip(job) for job in jobs)
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     chunk = max(1, len(jobs) // (workers * 8))
     with ctx.Pool(min(workers, len(jobs))) as pool:
-        for _ in pool.imap_unordered(_write_clip, jobs, chunksize=chunk):
-            pass
+        return dict(pool.imap_unordered(_write_clip, jobs, chunksize=chunk))
 
 
 def _make_args(
@@ -223,11 +258,16 @@ def dry_run(
 ) -> dict:
     """Stats of the benchmark that `generate` would write, computed from metadata only."""
     args = _make_args(train, val, seed, name, size, fps, duration, question_types)
+    plans = plan_scenes(args)
     rows = {
         split: [qa_row(args, split, cid, scene) for cid, scene in scenes]
-        for split, scenes in plan_scenes(args).items()
+        for split, scenes in plans.items()
     }
-    return benchmark_stats(rows, args.to_json())
+    return benchmark_stats(rows, args.to_json(), _evidence(plans))
+
+
+def _evidence(plans: dict[str, list[tuple[str, Scene]]]) -> dict[str, dict]:
+    return {split: evidence_fractions(s for _, s in scenes) for split, scenes in plans.items()}
 
 
 def generate(
@@ -244,8 +284,10 @@ def generate(
 ) -> dict:
     """Write the benchmark under `root` (overwriting same-named files) and return its stats.
 
-    The returned dict is stats.json plus `seconds` (wall time). Prefer `ensure_synthetic`, which
-    adds atomicity, locking and an argument check. `question_types` None means all types.
+    Every clip is decoded back and must equal its rendered frames (LosslessError otherwise). The
+    returned dict is stats.json plus `content_checksum`, `checksums_sha256` (of checksums.json)
+    and `seconds` (wall time). Prefer `ensure_synthetic`, which adds atomicity, locking, the marker
+    and the argument and digest checks. `question_types` None means all types.
     """
     args = _make_args(train, val, seed, name, size, fps, duration, question_types)
     start = time.perf_counter()
@@ -256,13 +298,27 @@ def generate(
     for split, scenes in plans.items():
         rows[split] = [qa_row(args, split, cid, scene) for cid, scene in scenes]
         jobs += [(str(root), name, split, cid, scene) for cid, scene in scenes]
-    _run_jobs(jobs, workers)
+    clips = _run_jobs(jobs, workers)
     for split in SPLITS:
         write_jsonl(manifest_path(root, name, split), rows[split])
         write_captions(caption_csv_path(root, name, split), rows[split], args.duration)
-    stats = benchmark_stats(rows, args.to_json())
+    stats = benchmark_stats(rows, args.to_json(), _evidence(plans))
     write_json(root / "raw" / name / "stats.json", stats)
-    return {**stats, "seconds": round(time.perf_counter() - start, 3)}
+    dataset_dir = root / "raw" / name
+    metadata = {
+        str(p.relative_to(root)): file_digest(p)
+        for p in sorted(dataset_dir.rglob("*"))
+        if p.is_file() and p.name not in (MARKER, CHECKSUM_FILE)
+    }
+    files = {**metadata, **{rel: file_digest(root / rel) for rel in clips}}
+    content = content_checksum(clips, metadata)
+    sha = write_checksums(dataset_dir / CHECKSUM_FILE, content, clips, files)
+    return {
+        **stats,
+        "content_checksum": content,
+        "checksums_sha256": sha,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 @contextlib.contextmanager
@@ -277,10 +333,42 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _marker_matches(dataset_dir: Path, wanted: dict, force: bool) -> bool:
-    """True when a complete dataset with these args exists; raise on different args."""
-    marker = dataset_dir / MARKER
-    if not marker.exists():
+def _read_marker(dataset_dir: Path) -> dict | None:
+    """The marker as {"args": ..., "content_checksum": ..., ...}; None when there is none.
+    Generator version 1 wrote the arguments alone."""
+    path = dataset_dir / MARKER
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return doc if "args" in doc else {"args": doc}
+
+
+def _verify_copy(root: Path, dataset_dir: Path, marker: dict) -> list[str]:
+    """Problems with the files of a complete dataset. Hashing runs once per process for an
+    unchanged copy: a copy is skipped while its files keep the sizes and mtimes it was verified at."""
+    sha = marker.get("checksums_sha256", "")
+    path = dataset_dir / CHECKSUM_FILE
+    key = (str(dataset_dir), sha, stat_signature(root, path, sha))
+    if key in _VERIFIED:
+        return []
+    problems = verify_files(root, path, sha)
+    if not problems:
+        _VERIFIED.add(key)
+    return problems
+
+
+def _marker_matches(root: Path, dataset_dir: Path, wanted: dict, force: bool) -> bool:
+    """True when a complete, unmodified dataset with these args exists; False when it must be
+    (re)generated; raises when the existing data is not ours to replace.
+
+    Ours to replace: anything with force, and data from an older generator version (an obsolete
+    cache: its clips are lossy and its content differs). Refused: another dataset without a marker,
+    data with other arguments, data from a newer generator, and a copy whose files no longer have
+    the digests recorded at generation (hand-edited, or clips copied in from another set): deleting
+    it could destroy deliberate edits and would hide which data earlier results were computed on.
+    """
+    marker = _read_marker(dataset_dir)
+    if marker is None:
         if dataset_dir.exists() and any(dataset_dir.iterdir()) and not force:
             raise ValueError(
                 f"{dataset_dir} exists but has no {MARKER} marker (an interrupted install or "
@@ -288,12 +376,30 @@ def _marker_matches(dataset_dir: Path, wanted: dict, force: bool) -> bool:
                 "dataset name, or pass force=True (--force) to replace it"
             )
         return False
-    found = _normalised(json.loads(marker.read_text(encoding="utf-8")))
+    found = _normalised(marker["args"])
     wanted = _normalised(wanted)
-    if found == wanted:
-        return True
+    version = found.get("generator_version", 1)
     if force:
+        return found == wanted and not _verify_copy(root, dataset_dir, marker)
+    if version < GENERATOR_VERSION:
+        log.warning(
+            "regenerating %s: it was made by synthetic generator version %s (now %s)",
+            dataset_dir,
+            version,
+            GENERATOR_VERSION,
+        )
         return False
+    if found == wanted:
+        problems = _verify_copy(root, dataset_dir, marker)
+        if problems:
+            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+            shown = "; ".join(problems[:3]) + more
+            raise ValueError(
+                f"synthetic benchmark at {dataset_dir} does not match the checksums recorded when it "
+                f"was generated ({shown}); restore those files, or pass force=True (--force) to "
+                "regenerate it"
+            )
+        return True
     keys = [*wanted, *(k for k in found if k not in wanted)]
     diff = {k: (found.get(k), wanted.get(k)) for k in keys if found.get(k) != wanted.get(k)}
     raise ValueError(
@@ -301,6 +407,21 @@ def _marker_matches(dataset_dir: Path, wanted: dict, force: bool) -> bool:
         f"(field: (existing, requested)) {diff}; use the same arguments, another data_root or "
         "dataset name, or pass force=True (--force) to regenerate it"
     )
+
+
+def benchmark_checksum(data_root: str | os.PathLike, name: str = "synthetic") -> str:
+    """The content checksum recorded in the marker of `<data_root>/raw/<name>` (cheap: no hashing).
+
+    Equal checksums mean the same decoded pixels, answers and ground truth."""
+    dataset_dir = Path(data_root) / "raw" / name
+    marker = _read_marker(dataset_dir)
+    if marker is None or "content_checksum" not in marker:
+        state = "has no marker" if marker is None else "was made by generator version 1"
+        raise ValueError(
+            f"synthetic benchmark at {dataset_dir} {state}, so it has no content checksum. Fix: "
+            "generate it with ensure_synthetic (python -m core.data.synthetic --root DATA_ROOT)."
+        )
+    return marker["content_checksum"]
 
 
 def _remove_previous(root: Path, name: str) -> None:
@@ -353,18 +474,26 @@ def ensure_synthetic(
     wanted = args.to_json()
     root = Path(root).absolute()
     dataset_dir = root / "raw" / name
-    if _marker_matches(dataset_dir, wanted, force):
+    if _marker_matches(root, dataset_dir, wanted, force):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(root.parent / f".{root.name}.{name}.lock"):
-        if _marker_matches(dataset_dir, wanted, force):
+        if _marker_matches(root, dataset_dir, wanted, force):
             return root
         if dataset_dir.exists():
             _remove_previous(root, name)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.{name}.", dir=root.parent))
         try:
-            generate(tmp, train, val, seed, name, size, fps, duration, workers, args.question_types)
-            (tmp / "raw" / name / MARKER).write_text(dumps(wanted) + "\n", encoding="utf-8")
+            made = generate(
+                tmp, train, val, seed, name, size, fps, duration, workers, args.question_types
+            )
+            marker = {
+                "args": wanted,
+                "content_checksum": made["content_checksum"],
+                "checksums_sha256": made["checksums_sha256"],
+                "environment": environment_versions(),
+            }
+            (tmp / "raw" / name / MARKER).write_text(dumps(marker) + "\n", encoding="utf-8")
             _install(tmp, root, name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,6 +15,8 @@ _TEMPLATES = {
     "which_first": "which appeared first, the {0} object or the {1} object?",
     "changed": "did the {0} object change colour?",
     "needle": "what colour is the object that appears briefly?",
+    "appears": "what colour is the object that appears mid-clip?",
+    "turns_into": "what colour does the {0} object turn into?",
 }
 _BACKGROUND_WORDS = {"noise": "blotchy", "stripes": "striped"}
 
@@ -24,9 +26,12 @@ def question_text(scene: Scene) -> str:
 
 
 def options(scene: Scene) -> list[str]:
-    """Allowed answers of the row: the two named colours for which_first, else the type's set."""
+    """Allowed answers of the row: the two named colours for which_first, the colours other than
+    the named one for turns_into, else the type's set."""
     if scene.question_type == "which_first":
         return list(scene.named)
+    if scene.question_type == "turns_into":
+        return [c for c in ANSWER_SETS["turns_into"] if c not in scene.named]
     return list(ANSWER_SETS[scene.question_type])
 
 
@@ -38,6 +43,8 @@ def _phrase(obj: SceneObject, num_frames: int) -> str:
         return f"{noun} moves {obj.direction}"
     if obj.new_colour is not None:
         return f"{noun} turns {obj.new_colour}"
+    if obj.start > 0 and obj.end is not None and obj.end < num_frames:
+        return f"{noun} appears mid-clip"
     if obj.start > 0:
         return f"{noun} appears later"
     if obj.end is not None and obj.end < num_frames:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.data.synthetic.timing import event_frame_range
+from core.data.synthetic.timing import SAMPLED_FRAMES, event_frame_range
 from core.data.synthetic.vocab import (
     COLOUR_NAMES,
     COUNT_WORDS,
@@ -24,6 +24,8 @@ from core.data.synthetic.vocab import (
 )
 
 BACKGROUND_KINDS: tuple[str, ...] = ("noise", "stripes")
+# Sampled frame indices (inclusive) where a "changed" object's new colour first shows.
+CHANGED_INDICES: tuple[int, int] = (2, 6)
 _UNIT = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
@@ -230,9 +232,22 @@ def build_objects(
         for i, colour in enumerate(colours):
             kw = {}
             if i == changer:
-                kw = {"new_colour": new, "change_frame": lay.event_frame(int(rng.integers(2, 7)))}
+                index = int(rng.integers(CHANGED_INDICES[0], CHANGED_INDICES[1] + 1))
+                kw = {"new_colour": new, "change_frame": lay.event_frame(index)}
             objs.append(lay.static(_shape(rng), colour, **kw))
         return objs, (colours[0],)
+    if question_type == "appears":
+        # The only object, visible for 1-3 sampled frames strictly inside the clip (never at the
+        # first or last one): its colour is nowhere else in the clip.
+        span = int(rng.integers(1, 4))
+        first = int(rng.integers(1, SAMPLED_FRAMES - span))
+        start, end = lay.event_frame(first), lay.event_frame(first + span)
+        return [lay.static(_shape(rng), answer, start=start, end=end)], ()
+    if question_type == "turns_into":
+        # The only object, named by its first colour; the new one shows from sampled index 1..7 on.
+        colour = _pick(rng, COLOUR_NAMES, 1, (answer,))[0]
+        change = lay.event_frame(int(rng.integers(1, SAMPLED_FRAMES)))
+        return [lay.static(_shape(rng), colour, new_colour=answer, change_frame=change)], (colour,)
     if question_type == "needle":
         haystack = _pick(rng, COLOUR_NAMES, int(rng.integers(1, 3)), (answer,))
         first = int(rng.integers(1, 7))

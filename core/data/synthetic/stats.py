@@ -47,10 +47,16 @@ def split_stats(rows: list[dict]) -> dict:
     return out
 
 
-def benchmark_stats(rows_by_split: dict[str, list[dict]], args: dict) -> dict:
+def benchmark_stats(
+    rows_by_split: dict[str, list[dict]], args: dict, evidence: dict[str, dict] | None = None
+) -> dict:
     """The stats.json document: generation args, clips per split and per-split statistics.
-    `chance_overall` is the validation split's (the train split's when there is no validation)."""
+    `chance_overall` is the validation split's (the train split's when there is no validation).
+    `evidence` ({split: core.data.synthetic.evidence.evidence_fractions}) is stored per split."""
     splits = {split: split_stats(rows) for split, rows in rows_by_split.items()}
+    for split, fractions in (evidence or {}).items():
+        if split in splits:
+            splits[split]["evidence"] = fractions
     headline = splits.get("validation") if rows_by_split.get("validation") else splits.get("train")
     return {
         "args": args,
@@ -75,6 +81,18 @@ def stats_markdown(stats: dict, split: str = "validation") -> str:
             f"| {qtype} | {n} | {s['chance_per_type'][qtype]:.3f} | "
             f"{s['majority_rate'][qtype]:.3f} | {balance} |"
         )
+    if "evidence" in s:
+        crops = list(next(iter(s["evidence"].values())))
+        lines += [
+            "",
+            "Fraction of questions whose answer the kept sampled frames settle "
+            "(core.data.synthetic.evidence):",
+            "",
+            "| question type | " + " | ".join(crops) + " |",
+            "|---" + "|---:" * len(crops) + "|",
+        ]
+        for qtype, row in s["evidence"].items():
+            lines.append(f"| {qtype} | " + " | ".join(f"{row[c]:.2f}" for c in crops) + " |")
     if "which_first_answer_position" in s:
         pos = s["which_first_answer_position"]
         lines += [

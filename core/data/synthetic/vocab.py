@@ -26,10 +26,13 @@ QUESTION_TYPES: tuple[str, ...] = (
     "which_first",
     "changed",
     "needle",
+    "appears",
+    "turns_into",
 )
 
 # Answer set per question type. `which_first` questions name two colours; its per-row options are
-# those two colours, so its answer set here is all colours but its chance is 1/2.
+# those two colours, so its answer set here is all colours but its chance is 1/2. `turns_into`
+# names the object's first colour; its options are the five others (chance 1/5).
 ANSWER_SETS: dict[str, tuple[str, ...]] = {
     "colour": COLOUR_NAMES,
     "shape": SHAPES,
@@ -38,6 +41,8 @@ ANSWER_SETS: dict[str, tuple[str, ...]] = {
     "which_first": COLOUR_NAMES,
     "changed": YES_NO,
     "needle": COLOUR_NAMES,
+    "appears": COLOUR_NAMES,
+    "turns_into": COLOUR_NAMES,
 }
 
 # Pixel sizes of objects at the reference frame size of 64 (scaled for other sizes).

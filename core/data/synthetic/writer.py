@@ -12,7 +12,7 @@ import numpy as np
 
 CSV_SPLIT = {"train": "train", "validation": "val"}
 SPLITS: tuple[str, ...] = ("train", "validation")
-CRF = 20
+CODEC = "libx264rgb"  # H.264 on RGB planes: with qp 0 every decoder returns the input pixels
 GOP = 8
 
 
@@ -36,18 +36,20 @@ def caption_csv_path(root: Path, name: str, split: str) -> Path:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
-    """H.264 (libx264, yuv420p, CRF 20, closed GOP of 8, no B-frames) so decoders can seek."""
+    """Lossless H.264 (libx264rgb, qp 0, rgb24 in, closed GOP of 8, no B-frames) so decoders can
+    seek and every conforming decoder returns exactly `frames` (core.data.decode reads them back as
+    rgb24 at the clip's own size, which is a plane reordering, no resampling)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(CODEC, rate=fps)
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "rgb24"
         stream.codec_context.thread_count = 1
         stream.options = {
-            "crf": str(CRF),
+            "qp": "0",
             "preset": "veryfast",
             "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=0",
         }
@@ -60,6 +62,26 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def read_mp4(path: Path) -> np.ndarray:
+    """Every frame of a clip as uint8 (F, H, W, 3) RGB, at the clip's own size.
+
+    libx264rgb streams decode to planar gbrp (planes G, B, R): those planes are stacked directly,
+    which is exact and avoids a colour conversion per frame; other formats go through rgb24."""
+    import av
+
+    def rgb(frame) -> np.ndarray:
+        if frame.format.name != "gbrp":
+            return frame.to_ndarray(format="rgb24")
+        g, b, r = (
+            np.frombuffer(plane, np.uint8).reshape(frame.height, -1)[:, : frame.width]
+            for plane in frame.planes
+        )
+        return np.stack([r, g, b], axis=-1)
+
+    with av.open(str(path)) as container:
+        return np.stack([rgb(f) for f in container.decode(video=0)])
 
 
 def dumps(obj) -> str:
