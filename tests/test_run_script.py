@@ -173,7 +173,7 @@ def test_install_pins_the_torch_that_is_there(monkeypatch):
 
 def test_install_cpu_build_local_wheel_first_then_the_cpu_index(monkeypatch):
     calls = _fake_install(monkeypatch, None, "cpu", local_wheel=True)
-    assert calls[0] == ["--no-index", f"torch=={run.CPU_TORCH}"]
+    assert calls[0] == ["--no-index", "--no-deps", f"torch=={run.CPU_TORCH}"]
     assert calls[2] == f"torch=={run.CPU_TORCH}+cpu\n"
     calls = _fake_install(monkeypatch, None, "cpu", local_wheel=False)
     assert calls[1] == [f"torch=={run.CPU_TORCH}", "--index-url", run.TORCH_INDEX_URL]
