@@ -140,12 +140,15 @@ def test_newest_stable_pip_wheel_from_a_pep503_page():
 
 
 # ---- install: what pip is asked to do ---------------------------------------------------------
-def _fake_install(monkeypatch, torch_before, plan_torch, local_wheel=True):
+def _fake_install(
+    monkeypatch, torch_before, plan_torch, local_wheel=True, prefix="/nonexistent/p", extras="hf"
+):
     calls = []
-    state = {"torch": torch_before}
+    state = {"torch": torch_before, "url": None}
 
     def fake_probe(python):
-        return {**facts(python, torch=state["torch"], venv=True), "prefix": "/nonexistent/p"}
+        found = facts(python, torch=state["torch"], venv=True)
+        return {**found, "prefix": str(prefix), "vidprune_url": state["url"]}
 
     def fake_pip(python, args, quiet_ok=False):
         calls.append(list(args))
@@ -155,28 +158,45 @@ def _fake_install(monkeypatch, torch_before, plan_torch, local_wheel=True):
             state["torch"] = run.CPU_TORCH + "+cpu"
         if "-c" in args:
             calls.append(Path(args[args.index("-c") + 1]).read_text())
+        if "-e" in args:
+            state["url"] = run.ROOT.as_uri()
         return True
 
     monkeypatch.setattr(run, "probe", fake_probe)
     monkeypatch.setattr(run, "pip_install", fake_pip)
     plan = run.Plan("/env/bin/python", "PYTHON", torch=plan_torch, torch_version=torch_before)
-    run.install(plan, {"EXTRAS": "hf"})
-    return calls
+    run.install(plan, {"EXTRAS": extras})
+    return calls, plan, state
 
 
 def test_install_pins_the_torch_that_is_there(monkeypatch):
-    calls = _fake_install(monkeypatch, "2.13.0+cu130", "keep")
+    calls, _, _ = _fake_install(monkeypatch, "2.13.0+cu130", "keep")
     assert not any(a.startswith("torch==") for c in calls if isinstance(c, list) for a in c)
     assert calls[0][:2] == ["-e", f"{run.ROOT}[dev,hf]"]
     assert calls[1] == "torch==2.13.0+cu130\n"  # the constraint file: pip may not swap torch
 
 
 def test_install_cpu_build_local_wheel_first_then_the_cpu_index(monkeypatch):
-    calls = _fake_install(monkeypatch, None, "cpu", local_wheel=True)
+    calls, _, _ = _fake_install(monkeypatch, None, "cpu", local_wheel=True)
     assert calls[0] == ["--no-index", "--no-deps", f"torch=={run.CPU_TORCH}"]
     assert calls[2] == f"torch=={run.CPU_TORCH}+cpu\n"
-    calls = _fake_install(monkeypatch, None, "cpu", local_wheel=False)
+    calls, _, _ = _fake_install(monkeypatch, None, "cpu", local_wheel=False)
     assert calls[1] == [f"torch=={run.CPU_TORCH}", "--index-url", run.TORCH_INDEX_URL]
+
+
+def test_second_run_skips_install_until_pyproject_or_extras_change(monkeypatch, tmp_path):
+    calls, plan, state = _fake_install(monkeypatch, "2.13.0+cpu", "keep", prefix=tmp_path)
+    assert calls and (tmp_path / run.STAMP).is_file()
+    calls.clear()
+    run.install(plan, {"EXTRAS": "hf"})
+    run.install(plan, {})  # fewer extras than installed: nothing to do
+    assert calls == []
+    run.install(plan, {"EXTRAS": "notebook"})  # a new extra: installed with the earlier ones
+    assert calls[0][:2] == ["-e", f"{run.ROOT}[dev,hf,notebook]"]
+    calls.clear()
+    state["url"] = "file:///another/clone"  # the env's editable install points elsewhere
+    run.install(plan, {})
+    assert calls and calls[0][0] == "-e"
 
 
 def test_bad_extra_is_rejected():
