@@ -313,6 +313,9 @@ def test_offline_wandb_run_carries_config_cell_id_and_group(
     cell_dir = make_cell(tmp_path / "results" / "folder" / "c", sections, grid="gridq7")
     cell_id = read_yaml(cell_dir / "config.yaml")["cell"]["cell_id"]
     run_cell(cell_dir)
+    import wandb
+
+    wandb.teardown()  # run.finish() returns before wandb-core has flushed the offline .wandb file
 
     record = read_json(cell_dir / "wandb_run.json")
     assert record["mode"] == "offline" and record["group"] == "gridq7"

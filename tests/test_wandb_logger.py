@@ -40,6 +40,20 @@ def _assert_jsonl(cell_dir):
     assert json.loads((cell_dir / "summary.json").read_text()) == {"accuracy": 0.75}
 
 
+def _wait_for_wandb_files() -> None:
+    """Block until wandb-core has written and closed every run's `.wandb` file.
+
+    `run.finish()` returns once wandb-core has acknowledged the exit record, but offline the
+    records are still in wandb-core's in-memory block buffer: the file holds only its 7-byte header
+    until wandb-core closes the run's stream, which it does after the fire-and-forget
+    "inform finish" message that `finish()` sends last. `wandb.teardown()` stops the service and
+    waits for its process to exit, so every stream is closed (and its file complete) when it returns.
+    """
+    import wandb
+
+    wandb.teardown()
+
+
 def test_offline_run_writes_wandb_file_with_group_and_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -49,6 +63,7 @@ def test_offline_run_writes_wandb_file_with_group_and_config(tmp_path, monkeypat
     logger = _run(cell, cfg, attempt=2)
     assert isinstance(logger, CompositeLogger) and len(logger.loggers) == 2
     _assert_jsonl(cell)
+    _wait_for_wandb_files()
     files = list((cell / "wandb").rglob("*.wandb"))
     assert len(files) == 1, list((cell / "wandb").rglob("*"))
     assert files[0].parent.name.startswith("offline-run-")
