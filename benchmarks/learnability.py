@@ -30,9 +30,9 @@ import torch
 import yaml
 
 import core.cell
-from core.cell import prepare_data, run_cell
+from core.cell import run_cell
 from core.config import ExperimentConfig
-from core.data import build_dataset, build_tokenizer, collate
+from core.data import build_dataset, build_tokenizer, collate, prepare_data
 from core.data.synthetic.evidence import CROPS
 from core.efficiency import hardware_info
 from core.models.vlm import VideoVLM
@@ -90,7 +90,7 @@ def warm_frame_cache(base: dict[str, dict[str, Any]]) -> float:
     the per-cell times below are training times, not the one-time decoding of a fresh dataset."""
     tick = time.perf_counter()
     cfg = ExperimentConfig.from_dict(cell_config(base, "oracle", 0.7))
-    prepare_data(cfg)
+    prepare_data(cfg.data)
     tokenizer = build_tokenizer(cfg.data, cfg.lm.tokenizer)
     for split in (cfg.data.split, cfg.data.eval_split):
         dataset = build_dataset(cfg.data, split, tokenizer)

@@ -33,6 +33,7 @@ from core.efficiency.side_by_side import compare_interleaved
 from core.extensions import display_metadata, reference_method
 from core.io import read_yaml
 from core.models.vlm import VideoVLM
+from core.registry import REDUCERS
 from core.results import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -60,6 +61,7 @@ from core.training.fsdp import (
     shard_model,
 )
 from core.training.logger import RunLogger, drop_train_rows_after, make_logger
+from core.training.progress import TrainProgress
 from core.training.schedule import build_optimizer, build_scheduler, is_reducer_parameter
 from core.training.seeding import seed_everything
 from core.training.sharded_checkpoint import LAST as SHARDED_LAST
@@ -179,6 +181,7 @@ class CellRun:
         self.state = TrainState()
         self.init_info: dict[str, Any] = {}
         self.fsdp = False  # set by `shard`: the model is FSDP-sharded over the ranks
+        self.warnings: list[str] = []
 
     def run(self) -> dict[str, Any]:
         finished = read_result(self.dir)  # a torn or invalid result.json is not done: rerun
@@ -399,7 +402,7 @@ class CellRun:
             rank=dist.rank,
             world_size=dist.world_size,
             extra_state=lambda: {"config": cfg.flat(), "config_hash": cfg.identity_hash()},
-            callbacks=[log, *self.callbacks],
+            callbacks=[log, *self.progress(dist), *self.callbacks],
             sharded=self.fsdp,
         )
         train(cfg.train, data.segments, loop, self.state)
@@ -417,6 +420,12 @@ class CellRun:
             plain = VideoVLM(self.cfg, vocab_size).to(device)
         plain.load_state_dict(state)
         return plain
+
+    def progress(self, dist: DistInfo) -> list[TrainCallback]:
+        """The on-screen progress of this cell's training (rank 0 only)."""
+        if dist.rank != 0 or self.cfg.logging.progress == "off":
+            return []
+        return [TrainProgress(self.meta.get("name", self.cell_id), self.cfg.logging.progress)]
 
     def evaluate(
         self, model: nn.Module, data: CellData, device: torch.device
@@ -440,7 +449,13 @@ class CellRun:
             "eval_samples": ev["eval_samples"],
             "bad_samples": ev["bad_samples"],
             "skipped_batches": self.state.skipped_batches,
+            "reducer_stats": {
+                k.removeprefix("reducer/"): v
+                for k, v in ev["stats"].items()
+                if k.startswith("reducer/")
+            },
         }
+        self.warnings += REDUCERS.get(self.cfg.pruning.method).warnings(ev["stats"])
         return metrics, ev
 
     def measure(
@@ -555,6 +570,7 @@ class CellRun:
             "timing": timing,
             "init": {"cell": self.cfg.train.init_cell, **self.init_info},
             "display": display_metadata(self.cfg),
+            "warnings": list(self.warnings),
             "git_commit": status.git_commit if status else "unknown",
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }

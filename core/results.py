@@ -63,6 +63,10 @@ RUNTIME_KEYS = (
     "train.num_threads",
     "train.log_every",
     "train.checkpoint_every",
+    "train.parallel",  # DDP or FSDP compute the same model (up to float noise) ...
+    "train.fsdp_cpu_offload",
+    "train.activation_checkpointing",  # ... with or without recomputation
+    "logging.progress",
     "logging.wandb",
     "logging.project",
     "logging.entity",

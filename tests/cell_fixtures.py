@@ -1,6 +1,6 @@
 """A tiny QA dataset and cell folders written as the launcher writes them, for cell-level tests.
 
-Every cell trains a 2-block ViT (32×32 frames, patch 8, STTS scorer pruning a quarter of the
+Every cell trains a 3-block ViT (32×32 frames, patch 8, STTS scorer pruning a quarter of the
 tokens) and a 2-layer 32-dim decoder for a few steps on CPU, so each run takes a second or two.
 """
 
@@ -85,7 +85,7 @@ def cell_config(data_root: Path, name: str, **sections: dict[str, Any]) -> dict[
             "frame_size": 32,
             "max_text_len": 16,
         },
-        "vision": {"patch_size": 8, "dim": 32, "depth": 2, "heads": 2},
+        "vision": {"patch_size": 8, "dim": 32, "depth": 3, "heads": 2},
         "connector": {"window": 2},
         "lm": {"dim": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "max_seq_len": 64},
         "pruning": {"method": "scorer", "ratio": 0.25, "prune_at": 0},

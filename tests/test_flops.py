@@ -85,8 +85,9 @@ def test_stts_blocks_scorer_and_layer_offset_vs_easy_by_hand():
     assert [b * G for b in stts.vit_blocks] == pytest.approx([FULL_BLOCK, FULL_BLOCK, KEPT_BLOCK])
     assert [b * G for b in easy.vit_blocks] == pytest.approx([FULL_BLOCK, KEPT_BLOCK, KEPT_BLOCK])
     assert stts.vit_tokens_per_block == [8, 8, 4] and easy.vit_tokens_per_block == [8, 4, 4]
-    # scorer per frame: q 512 + k,v 1024 + attention 128 + o 512 + MLP 2·4·(256 + 256 + 16) = 4224
-    assert stts.reducer * G == pytest.approx(2 * (512 + 1024 + 128 + 512 + 4224))
+    # scorer per frame (one-patch windows: the pool is v and o only): 4·P′·D² = 1024, then the
+    # MLP 2·4·(256 + 256 + 16) = 4224
+    assert stts.reducer * G == pytest.approx(2 * (1024 + 4224))
     # easy: one cosine pass 2 · P′ · w² · D per frame
     assert easy.reducer * G == pytest.approx(2 * 2 * 4 * 1 * 8)
     assert stts.connector * G == pytest.approx(4 * 256)
@@ -113,8 +114,16 @@ def test_attentional_pool_connector_by_hand():
     fl = analytic_flops(
         tiny(connector={"type": "attentional_pool", "window": 1, "attentional_pool": {"heads": 2}})
     )
-    per_token = 2 * 64 + 4 * 1 * 64 + 4 * 1 * 8 + 2 * 64 + 2 * 8 * 16  # 800
+    per_token = 4 * 64 + 2 * 8 * 16  # one-patch windows: v and o 4·D², projection 2·D·d
     assert fl.connector * G == pytest.approx(8 * per_token)
+    wide = analytic_flops(
+        tiny(
+            data={"frame_size": 16},
+            connector={"type": "attentional_pool", "window": 2, "attentional_pool": {"heads": 2}},
+        )
+    )
+    per_window = 2 * 64 + 4 * 4 * 64 + 4 * 4 * 8 + 2 * 64 + 2 * 8 * 16  # q, k·v, attention, o, proj
+    assert wide.connector * G == pytest.approx(wide.vision_tokens_llm * per_window)
 
 
 def test_cross_attention_sequence_excludes_visual_tokens_by_hand():

@@ -185,7 +185,7 @@ def test_each_rank_holds_half_of_every_parameter_in_per_block_units(runs):
     for report in runs["fsdp"]:
         probe = report["probe"]
         assert probe["all_dtensor"]
-        assert probe["blocks"] == 2 + 2  # 2 ViT blocks + 2 decoder blocks
+        assert probe["blocks"] == 3 + 2  # 3 ViT blocks + 2 decoder blocks
         assert probe["units"] == probe["blocks"] + 2 + 1  # + token embedding, LM head, root
         # dim-0 shards: half of each parameter, rounded up on rank 0
         assert probe["local"] <= probe["total"] // 2 + 1000

@@ -67,9 +67,9 @@ def test_the_protocol_with_the_real_runner(tmp_path: Path, monkeypatch: pytest.M
         c["name"]: json.loads((grid / c["cell_id"] / "result.json").read_text())
         for c in plan["cells"]
     }
-    base = results["jd-none-r0-l1-s0-base"]
+    base = results["jd-none-r0-l0-s0-base"]
     assert base["init"] == {"cell": ""} and base["config"]["train.steps"] == 3
-    for name in ("jd-none-r0-l1-s0-ft", "jd-random-r0.5-l1-s0-ft", "jd-scorer-r0.5-l1-s0-ft"):
+    for name in ("jd-none-r0-l0-s0-ft", "jd-random-r0.5-l1-s0-ft", "jd-scorer-r0.5-l1-s0-ft"):
         tuned = results[name]
         assert tuned["init"]["cell"] == base["cell_id"] and tuned["init"]["step"] == 5  # 2 + 3
         assert tuned["config"]["train.steps"] == 2 and tuned["config"]["train.caption_steps"] == 0

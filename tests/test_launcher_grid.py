@@ -11,7 +11,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from ablations import app, hydra_conf
-from ablations.cells import CellError, CellSpec
+from ablations.cells import CellError, CellSpec, training_free
 from ablations.grid import GridError, GridSpec
 from ablations.overrides import read_command_line
 from core.config import ExperimentConfig
@@ -28,11 +28,16 @@ def plan_cells(*overrides: str) -> list[CellSpec]:
 
 
 def expected_count(spec: GridSpec) -> int:
-    """`none` collapses ratio × layer; `oracle` needs synthetic data (the default)."""
+    """`none` collapses ratio × layer; `oracle` needs synthetic data (the default); with a protocol
+    each arch × seed adds its base, and each training-free method a zero-shot cell."""
     a = spec.axes
     per = len(a["arch"]) * len(a["seed"])
     pruned = [m for m in a["method"] if m != "none"]
-    return per * (("none" in a["method"]) + len(pruned) * len(a["ratio"]) * len(a["layer"]))
+    cells = ("none" in a["method"]) + len(pruned) * len(a["ratio"]) * len(a["layer"])
+    if spec.protocol is None:
+        return per * cells
+    free = [m for m in pruned if training_free(m)] if spec.protocol.zeroshot else []
+    return per * (1 + cells + len(free) * len(a["ratio"]) * len(a["layer"]))
 
 
 def test_every_grid_file_is_listed() -> None:
@@ -68,12 +73,13 @@ def test_tiny_counts() -> None:
         g: len(plan_cells(f"grid={g}"))
         for g in ("prune_sweep", "smoke", "arch_sweep", "layer_sweep")
     }
-    assert counts == {"prune_sweep": 11, "smoke": 3, "arch_sweep": 12, "layer_sweep": 7}
+    # prune_sweep: 3 seeds × (base + 6 fine-tunes + 4 zero-shot: random, easy, heuristic, oracle)
+    assert counts == {"prune_sweep": 33, "smoke": 3, "arch_sweep": 20, "layer_sweep": 22}
 
 
 def test_oracle_dropped_off_synthetic_data() -> None:
     cells = plan_cells("grid=prune_sweep", "data.dataset_name=webvid-10M")
-    assert len(cells) == 9
+    assert len(cells) == 3 * (1 + 5 + 3)
     assert "oracle" not in {c.axes["method"] for c in cells}
 
 
@@ -130,22 +136,28 @@ def test_cell_ids_ignore_runtime_keys_and_follow_real_keys() -> None:
 def test_arch_override_collapses_the_arch_axis() -> None:
     cells = plan_cells("grid=arch_sweep", "arch=mot")
     assert {c.axes["arch"] for c in cells} == {"mot"}
-    assert len(cells) == 3  # none + random + scorer
+    assert len(cells) == 5  # base + fine-tuned none, random, scorer + zero-shot random
     assert all(c.config.fusion.arch == "mot" for c in cells)
     moma = plan_cells("grid=smoke", "arch=moma")
     assert all(c.config.fusion.arch == "moma" and c.name.startswith("moma-") for c in moma)
 
 
 def test_experiment_key_on_an_axis_collapses_it() -> None:
-    cells = plan_cells("grid=prune_sweep", "pruning.method=scorer")
-    assert [c.name for c in cells] == ["jd-scorer-r0.5-l1-s0", "jd-scorer-r0.7-l1-s0"]
+    cells = plan_cells("grid=smoke", "pruning.method=scorer")
+    assert [c.name for c in cells] == ["jd-scorer-r0.5-l1-s0"]
+    tuned = plan_cells("grid=prune_sweep", "pruning.method=scorer")  # its bases stay
+    assert [c.name for c in tuned] == [
+        *(f"jd-none-r0-l0-s{s}-base" for s in range(3)),
+        *(f"jd-scorer-r0.5-l0-s{s}-ft" for s in range(3)),
+    ]
     ratio = plan_cells("grid=prune_sweep", "pruning.ratio=0.3")
     assert {c.axes["ratio"] for c in ratio} == {0.0, 0.3}  # none keeps its pinned 0
-    assert len(ratio) == 6
+    assert len(ratio) == 3 * (1 + 6 + 4)
 
 
 def test_grid_axis_override_and_scale_precedence() -> None:
-    assert len(plan_cells("grid=prune_sweep", "grid.axes.ratio=[0.3,0.5,0.8]")) == 16
+    # per seed: base + (none + 5 methods × 3 ratios) fine-tuned + 4 training-free × 3 zero-shot
+    assert len(plan_cells("grid=prune_sweep", "grid.axes.ratio=[0.3,0.5,0.8]")) == 3 * 29
     paper = plan_cells(
         "grid=prune_sweep", "scale=paper", "grid.axes.seed=[5]", "grid.axes.arch=[joint_decoder]"
     )
@@ -207,7 +219,7 @@ def test_unknown_axis_value_names_cell_and_field(
 
 
 def test_override_breaking_the_token_budget_is_refused() -> None:
-    with pytest.raises(CellError, match=r"(?s)3 invalid cell.*jd-none-r0-l1-s0.*token budget"):
+    with pytest.raises(CellError, match=r"(?s)3 invalid cell.*jd-none-r0-l0-s0.*token budget"):
         plan_cells("grid=smoke", "data.max_frames=64")
     # cross-attention keeps visual tokens out of the residual stream: same frames are fine there
     assert len(plan_cells("grid=smoke", "data.max_frames=64", "arch=cross_attention")) == 3

@@ -20,7 +20,7 @@ PROTOCOL = (
     "+grid.protocol.finetune.train.caption_steps=0",
     "grid.axes.seed=[0,1]",
 )
-BASE = "jd-none-r0-l1-s{}-base"
+BASE = "jd-none-r0-l0-s{}-base"
 
 
 def compose(*overrides: str) -> dict[str, object]:

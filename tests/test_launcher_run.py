@@ -133,7 +133,7 @@ def test_incomplete_resumes_running_is_skipped_and_config_changes_are_refused(
     busy = cells["jd-scorer-r0.5-l1-s0"]
     set_running(busy, now, 2)
     # no process record at all (e.g. another host): a stale status means incomplete
-    stale = cells["jd-none-r0-l1-s0"]
+    stale = cells["jd-none-r0-l0-s0"]
     set_running(stale, now - timedelta(hours=3), 4)
     manifest = json.loads((grid_dir / "jobs.json").read_text())
     manifest["cells"][killed.name]["job_id"] = f"inline-{dead_pid()}"
@@ -244,8 +244,9 @@ def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
     args = ["grid=prune_sweep", f"results_root={tmp_path}", "dry_run=true"]
     assert app.main(hydra_conf.compose_launch(args), args) == 0
     out = capsys.readouterr().out
-    assert "11 cells  new=11" in out and "to run: 11" in out
-    assert "cost: 11 cells, 3080 train steps" in out  # 11 × (160 caption + 120 QA)
+    assert "33 cells  new=33" in out and "to run: 33" in out
+    # 3 bases × (400 caption + 200 QA) + 18 fine-tunes × 100 + 12 zero-shot × 0
+    assert "cost: 33 cells, 3600 train steps" in out
     assert not any(tmp_path.iterdir())
 
 

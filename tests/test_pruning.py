@@ -144,17 +144,102 @@ def test_scorer_gradients_flow_through_the_bias_and_the_aux_loss():
     grads = [p.grad for p in tower.reducer.parameters()]
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
     # aux path only
-    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5})
-    out = _encode(tower, batch, train=True)
-    out.aux_loss.backward()
-    assert sum(p.grad.abs().sum() for p in tower.reducer.mlp.parameters()) > 0
-    vit_grad = tower.encoder.blocks[0].fc1.weight.grad
-    assert vit_grad is not None and vit_grad.abs().sum() > 0  # target not detached by default
-    tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5, "aux_stop_gradient": True})
-    out = _encode(tower, batch, train=True)
-    out.aux_loss.backward()
-    # with the stop-gradient the ViT only gets gradient through the scores' inputs
-    assert tower.encoder.blocks[0].fc1.weight.grad is not None
+    for loss in ("bce_logits", "mse_sigmoid"):
+        tower = _tower("scorer", 0.5, scorer={"aux_coef": 0.5, "aux_loss": loss})
+        out = _encode(tower, batch, train=True)
+        out.aux_loss.backward()
+        assert sum(p.grad.abs().sum() for p in tower.reducer.mlp.parameters()) > 0, loss
+
+
+def _scorer_inputs(hidden: torch.Tensor, training: bool = True) -> tuple:
+    from core.pruning.base import ReductionInputs
+
+    cfg = tiny_config(pruning={"method": "scorer", "ratio": 0.5})
+    tower = VisionTower(cfg)
+    b, f = hidden.shape[:2]
+    inputs = ReductionInputs(
+        hidden=hidden,
+        embeddings=hidden.detach(),
+        frame_mask=torch.ones(b, f, dtype=torch.bool),
+        windows=tower.windows,
+        n_prune=tower.num_pruned(f),
+        training=training,
+        sample_keys=torch.arange(b),
+    )
+    return tower.reducer, inputs
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_the_aux_target_carries_no_gradient_into_the_vit_by_default(stop):
+    hidden = torch.randn(2, 4, 16, 32, requires_grad=True)
+    scorer, inputs = _scorer_inputs(hidden)
+    scorer.options.aux_stop_gradient = stop
+    logits = scorer.logits(hidden, inputs).detach()  # only the target's path to the ViT remains
+    loss = scorer.aux_loss(logits, inputs)
+    if loss.requires_grad:  # with the target detached nothing here depends on the ViT
+        loss.backward()
+    reached = hidden.grad is not None and bool(hidden.grad.abs().sum() > 0)
+    assert reached is (not stop)  # the default (stop=True) never trains the ViT to erase motion
+    assert scorer.__class__.Config().aux_stop_gradient is True
+
+
+def test_saturated_scores_are_detected_and_named_in_the_warnings():
+    scorer, inputs = _scorer_inputs(torch.randn(2, 4, 16, 32))
+    sel = scorer.select(inputs)
+    assert sel.diagnostics["saturated_fraction"] == 0.0
+    assert scorer.warnings({"reducer/saturated_fraction": 0.0}) == []
+    with torch.no_grad():
+        scorer.mlp[-1].bias.fill_(-100.0)  # every score exactly 0: a dead scorer
+    sel = scorer.select(inputs)
+    assert sel.diagnostics["saturated_fraction"] == 1.0 and sel.diagnostics["tied_fraction"] > 0.9
+    (warning,) = scorer.warnings({"reducer/saturated_fraction": 1.0})
+    assert "STTS scorer saturated: 100%" in warning and "aux_loss=bce_logits" in warning
+
+
+def test_tied_scores_are_not_pruned_in_raster_order():
+    scorer, inputs = _scorer_inputs(torch.randn(3, 4, 16, 32), training=False)
+    with torch.no_grad():
+        scorer.mlp[-1].weight.zero_()  # every score the same: all priorities tie
+    keep = scorer.select(inputs).keep  # (3 clips, 4 frames, 4 windows), 8 of 16 pruned
+    per_frame = keep.sum(-1)
+    assert (per_frame[:, 0] == 4).all()  # the first frame stays whole
+    raster = torch.tensor([4, 0, 0, 4])  # what a stable sort keeps: frames 1–2 dropped whole
+    assert not all(torch.equal(row, raster) for row in per_frame)
+    assert not torch.equal(keep[0], keep[1])  # each clip draws its own tie-break
+    assert torch.equal(keep, scorer.select(inputs).keep)  # deterministic for the same clips
+
+
+@pytest.mark.parametrize(("loss", "dies"), [("mse_sigmoid", True), ("bce_logits", False)])
+def test_on_repeating_frames_only_the_reference_aux_loss_saturates_the_scorer(loss, dies):
+    """The audit's collapse (targets ≈ 0 on bit-identical frames, Adam, MSE on a sigmoid) and the
+    default loss that prevents it, on the scorer alone."""
+    torch.manual_seed(0)
+    frame = torch.randn(1, 1, 16, 32)
+    hidden = frame.expand(4, 4, 16, 32).contiguous()  # every frame identical: targets 0
+    scorer, inputs = _scorer_inputs(hidden)
+    scorer.options.aux_loss = loss
+    opt = torch.optim.Adam(scorer.parameters(), lr=1e-2)
+    for _ in range(80):
+        opt.zero_grad()
+        scorer.aux_loss(scorer.logits(hidden, inputs), inputs).backward()
+        opt.step()
+    saturated = scorer.select(inputs).diagnostics["saturated_fraction"]
+    assert (saturated > 0.9) is dies and (saturated < 0.1) is (not dies)
+
+
+def test_key_bias_can_be_switched_off():
+    scorer, inputs = _scorer_inputs(torch.randn(2, 4, 16, 32))
+    assert scorer.select(inputs).key_bias is not None
+    scorer.options.key_bias = False
+    assert scorer.select(inputs).key_bias is None
+
+
+def test_no_vit_block_after_hard_removal_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"pruning.prune_at=2: leaves no ViT block after"):
+        tiny_config(pruning={"method": "scorer", "ratio": 0.5, "prune_at": 2})  # depth 4
+    tiny_config(pruning={"method": "scorer", "ratio": 0.5, "prune_at": 1})  # blocks 3.. run after
+    with pytest.raises(ConfigError, match=r"use pruning.prune_at between 0 and 2"):
+        tiny_config(pruning={"method": "random", "ratio": 0.5, "prune_at": 3})
 
 
 def _moving_square_clip(frames: int = 4, size: int = 32) -> torch.Tensor:
@@ -271,3 +356,14 @@ def test_prune_bench_smoke_builds_every_preset_at_every_ratio():
     assert len(rows) == 12  # 3 presets × 4 ratios
     large = [r for r in rows if r[0].startswith("| large")]
     assert [r[3] for r in large] == ["102.26", "85.38", "72.25", "60.12"]
+
+
+def test_a_one_patch_window_pools_to_its_value_exactly_as_full_attention_does():
+    from core.layers.pooling import AttentionPool
+
+    torch.manual_seed(0)
+    pool = AttentionPool(32, 4, init_std=0.1)
+    windows = torch.randn(10, 1, 32)
+    valid = torch.ones(10, 1, dtype=torch.bool)
+    assert torch.allclose(pool(windows, valid), pool.attend(windows, valid), atol=1e-6)
+    assert AttentionPool.window_flops(10, 1, 32) == 10 * 4 * 32 * 32  # v and o only

@@ -141,15 +141,20 @@ class ExperimentConfig:
                 f"in-ViT reducers need a ViT with blocks; the {v.type} encoder has none",
                 f"use vision.type={' or '.join(hosts)}, or pruning.method={' or '.join(reference)}",
             )
-        last = v.depth - 1 - reducer.hard_prune_delay
+        # hard removal comes after block prune_at + delay; at least one block must run after it,
+        # or the ViT saves nothing (and a soft key bias would sit in the block the LLM reads)
+        delay = reducer.hard_prune_delay
+        last = v.depth - 2 - delay
         if p.prune_at > last:
             fail(
                 "pruning.prune_at",
                 p.prune_at,
-                f"is outside the encoder's blocks for {p.method} (vision.depth={v.depth}: "
-                f"scoring after block prune_at needs block prune_at+{reducer.hard_prune_delay}"
-                " to exist)",
-                f"use pruning.prune_at between 0 and {max(last, 0)}",
+                f"leaves no ViT block after {p.method}'s hard removal (vision.depth={v.depth}; "
+                f"removal follows block prune_at+{delay}, so vision.depth must be at least "
+                f"prune_at+{delay + 2})",
+                f"use pruning.prune_at between 0 and {last}"
+                if last >= 0
+                else f"use vision.depth ≥ {delay + 2}",
             )
         if reducer.needs_divisible_grid and grid % c.window:
             fail(

@@ -24,7 +24,7 @@ class PruningConfig:
 
     method: str = "none"
     ratio: float = 0.0
-    prune_at: int = 1
+    prune_at: int = 0
     prune_from_frame: int = 0
     seed: int = 0
     options: Any = extension_options(REDUCERS, "method")

@@ -11,6 +11,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("ddp", "fsdp")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+PROGRESS_MODES = ("auto", "bar", "lines", "off")
 
 
 @dataclass
@@ -133,7 +134,16 @@ class LoggingConfig:
     group: str = ""
     job_type: str = "train"
     tags: list[str] = field(default_factory=list)
+    # training progress on screen: auto = a bar on a terminal, one line per log step otherwise
+    progress: str = "auto"
 
     def __post_init__(self) -> None:
         if self.wandb not in WANDB_MODES:
             fail("logging.wandb", self.wandb, "unknown W&B mode", f"use one of {WANDB_MODES}")
+        if self.progress not in PROGRESS_MODES:
+            fail(
+                "logging.progress",
+                self.progress,
+                "unknown progress mode",
+                f"use one of {PROGRESS_MODES}",
+            )

@@ -39,10 +39,19 @@ class AttentionPool(nn.Module):
     @staticmethod
     def window_flops(windows: int, slots: int, dim: int) -> int:
         """Per window: q on the mean 2D², k and v on every slot 4sD², attention of one query over s
-        keys 4sD, o 2D² (padded slots of ragged windows are computed too, so s = w²)."""
+        keys 4sD, o 2D² (padded slots of ragged windows are computed too, so s = w²). A one-slot
+        window attends to its only key with weight 1: just v and o, 4D²."""
+        if slots == 1:
+            return windows * 4 * dim * dim
         return windows * (4 * dim * dim + 4 * slots * dim * dim + 4 * slots * dim)
 
     def forward(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if windows.shape[1] == 1:  # softmax over one key is 1: the query cannot matter
+            return self.o(self.v(windows[:, 0]))
+        return self.attend(windows, valid)
+
+    def attend(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The full attention pool (what `forward` computes for windows of more than one slot)."""
         h = self.heads
         query = self.q(masked_mean(windows, valid))[:, None]  # (M, 1, D)
         q = query.unflatten(-1, (h, -1)).transpose(1, 2)

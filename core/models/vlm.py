@@ -86,11 +86,16 @@ class VideoVLM(nn.Module):
             if extra is not None:
                 aux = aux + extra
         loss = aux if lm_loss is None else lm_loss + aux
+        reducer_stats = {
+            f"reducer/{k}": float(v)
+            for k, v in visual.diagnostics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         return VLMOutput(
             out.logits,
             loss,
             lm_loss if lm_loss is not None else aux * 0,
             aux,
             visual,
-            dict(out.stats),
+            {**reducer_stats, **out.stats},
         )

@@ -10,6 +10,7 @@ LLM-token counts. The base class is the in-ViT contract: `select` after block `p
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +85,12 @@ class TokenReducer(Extension, nn.Module):
         raise TypeError(f"{type(self).__name__} does not define select()")
 
     @classmethod
+    def warnings(cls, stats: dict[str, float]) -> list[str]:
+        """Problems visible in the evaluation's mean `reducer/*` statistics, for the cell's
+        result (e.g. a learned scorer that saturated); none by default."""
+        return []
+
+    @classmethod
     def token_flow(
         cls,
         cfg: ExperimentConfig,
@@ -151,14 +158,41 @@ def _kept_layout(
     return layout
 
 
-def prune_lowest(priority: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """priority (B, F, W) → keep mask pruning the n_prune lowest per clip (stable, deterministic)."""
+def prune_lowest(
+    priority: torch.Tensor, n_prune: int, tie_break: torch.Tensor | None = None
+) -> torch.Tensor:
+    """priority (B, F, W) → keep mask pruning the n_prune lowest per clip.
+
+    Exact ties are broken by `tie_break` (B, F·W) keys (random per clip: `tie_keys`), never by
+    raster order; without it, by position (stable)."""
     b, f, w = priority.shape
     flat = priority.reshape(b, f * w)
-    order = torch.argsort(flat, dim=1, stable=True)
+    if tie_break is None:
+        order = torch.argsort(flat, dim=1, stable=True)
+    else:  # lexicographic (priority, tie_break): shuffle by the keys, then a stable sort
+        shuffle = torch.argsort(tie_break.to(flat.device), dim=1)
+        order = shuffle.gather(1, torch.argsort(flat.gather(1, shuffle), dim=1, stable=True))
     keep = torch.ones_like(flat, dtype=torch.bool)
     keep.scatter_(1, order[:, :n_prune], False)
     return keep.view(b, f, w)
+
+
+def tie_keys(inputs: ReductionInputs, seed: int) -> torch.Tensor:
+    """(B, F·W) random keys per clip from (seed, the clip's key, the step; −1 at evaluation): the
+    same clip at the same step always gets the same keys, whatever else is in its batch."""
+    b, f = inputs.frame_mask.shape
+    n = f * inputs.windows.num_windows
+    keys = inputs.sample_keys.tolist() if inputs.sample_keys is not None else list(range(b))
+    step = inputs.step if inputs.training else -1
+    draws = [torch.rand(n, generator=clip_generator(seed, int(k), step)) for k in keys]
+    return torch.stack(draws).to(inputs.frame_mask.device)
+
+
+def clip_generator(seed: int, key: int, step: int) -> torch.Generator:
+    """A CPU generator seeded by (seed, clip key, step) through a stable hash."""
+    blob = f"{seed}:{key}:{step}".encode()
+    value = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little") & (2**63 - 1)
+    return torch.Generator().manual_seed(value)
 
 
 def padding_priority(frame_mask: torch.Tensor, num_windows: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from core.pruning.base import (
     neighbour_cosine_flops,
     prune_lowest,
     redundancy_priority,
+    tie_keys,
     window_vectors,
 )
 from core.registry import REDUCERS
@@ -55,4 +56,7 @@ class OracleReduction(TokenReducer):
         sim = neighbour_cosine(window_vectors(inputs.embeddings, win))
         sim[:, 0] = -1.0
         priority = redundancy_priority(sim, held, inputs.frame_mask)
-        return Selection(keep=prune_lowest(priority, inputs.n_prune), scores=held)
+        return Selection(
+            keep=prune_lowest(priority, inputs.n_prune, tie_keys(inputs, self.cfg.seed)),
+            scores=held,
+        )

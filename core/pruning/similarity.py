@@ -22,6 +22,7 @@ from core.pruning.base import (
     neighbour_cosine_flops,
     prune_lowest,
     redundancy_priority,
+    tie_keys,
     window_vectors,
 )
 from core.registry import REDUCERS
@@ -67,7 +68,7 @@ class _SimilarityReduction(TokenReducer):
             sim, protected = self.similarity(vec, threshold)
             protect = protected[:, :, None].float()
             priority = redundancy_priority(sim, protect, inputs.frame_mask)
-            keep = prune_lowest(priority, inputs.n_prune)
+            keep = prune_lowest(priority, inputs.n_prune, tie_keys(inputs, self.cfg.seed))
             hit = (~keep & protected[:, :, None] & inputs.frame_mask[:, :, None]).flatten(1).any(1)
             lowered = threshold - opts.threshold_step
             retry = hit & (lowered >= 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,6 +11,7 @@ from core.pruning.base import (
     ReductionInputs,
     Selection,
     TokenReducer,
+    clip_generator,
     padding_priority,
     prune_lowest,
 )
@@ -41,11 +41,6 @@ class NoReduction(TokenReducer):
         return Selection(keep=keep)
 
 
-def _sample_seed(seed: int, key: int, step: int) -> int:
-    blob = f"{seed}:{key}:{step}".encode()
-    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little") & (2**63 - 1)
-
-
 @REDUCERS.register("random")
 class RandomReduction(TokenReducer):
     """Uniform over the valid windows of each clip; the first frame is not protected.
@@ -66,10 +61,10 @@ class RandomReduction(TokenReducer):
         w = inputs.windows.num_windows
         keys = inputs.sample_keys.tolist() if inputs.sample_keys is not None else list(range(b))
         step = inputs.step if inputs.training else -1
-        draws = []
-        for key in keys:
-            gen = torch.Generator().manual_seed(_sample_seed(self.cfg.seed, int(key), step))
-            draws.append(torch.rand(f, w, generator=gen))
+        draws = [
+            torch.rand(f, w, generator=clip_generator(self.cfg.seed, int(key), step))
+            for key in keys
+        ]
         priority = torch.stack(draws).to(inputs.frame_mask.device)
         priority = priority + padding_priority(inputs.frame_mask, w)
         return Selection(keep=prune_lowest(priority, inputs.n_prune), scores=priority)

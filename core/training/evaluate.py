@@ -45,17 +45,22 @@ def chance_level(rows: Iterable[tuple[str, str, list[str] | None]]) -> dict[str,
 def evaluate(
     model: nn.Module, loader: Iterable[dict], device: torch.device, precision: str = "fp32"
 ) -> dict:
-    """Run the whole loader; returns accuracy, per-type accuracy/counts, caption loss, throughput."""
+    """Run the whole loader; returns accuracy, per-type accuracy/counts, caption loss, throughput
+    and the batch-mean of the model's scalar statistics (`stats`, e.g. `reducer/*`)."""
     model.eval()
     correct: Counter = Counter()
     count: Counter = Counter()
     bad = 0
     loss_sum, token_count, clips = 0.0, 0, 0
+    stat_sums: Counter = Counter()
+    stat_batches = 0
     start = time.perf_counter()
     for batch in loader:
         batch = to_device(batch, device)
         with autocast(device, precision):
             out = model(batch)
+        stat_sums.update({k: v for k, v in out.stats.items() if isinstance(v, int | float)})
+        stat_batches += 1
         logits = out.logits.float()
         labels = batch["labels"]
         supervised = labels != IGNORE_INDEX
@@ -88,4 +93,5 @@ def evaluate(
         "bad_samples": bad,
         "eval_s": elapsed,
         "eval_clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
+        "stats": {k: v / stat_batches for k, v in stat_sums.items()},
     }

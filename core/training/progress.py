@@ -13,9 +13,8 @@ from typing import IO, Any
 
 from torch import nn
 
+from core.config.train import PROGRESS_MODES as MODES
 from core.training.trainer import TrainCallback, TrainState
-
-MODES = ("auto", "bar", "lines", "off")
 
 
 def resolve_mode(mode: str, stream: IO[str]) -> str:
