@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,25 @@ def test_offline_run_writes_wandb_file_with_group_and_config(tmp_path, monkeypat
     record = json.loads((cell / "wandb_run.json").read_text())
     assert record["mode"] == "offline" and record["id"] == "cellabc123-a2"
     assert record["group"] == "sweepgroup_q7" and record["name"] == "mot-scorer-0.5"
+
+
+def test_offline_run_prints_one_line_with_its_sync_command_and_no_wandb_banner(
+    tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cell = tmp_path / "grid_x" / "cellquiet1"
+    _run(cell, LoggingConfig(wandb="offline"), attempt=1)
+    _wait_for_wandb_files()
+    out = capfd.readouterr()
+    lines = [ln for ln in (out.out + out.err).splitlines() if ln.strip()]
+    record = json.loads((cell / "wandb_run.json").read_text())
+    assert lines == [
+        f"[mot-scorer-0.5] W&B offline run {record['run_dir']} (upload: wandb sync "
+        f"{record['run_dir']})"
+    ]
+    assert Path(record["run_dir"]).is_dir() and Path(record["run_dir"]).parent == cell / "wandb"
 
 
 def test_disabled_writes_jsonl_only(tmp_path, monkeypatch):

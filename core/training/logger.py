@@ -197,6 +197,8 @@ def _init_wandb(
             id=run_id,
             mode=mode,
             reinit="finish_previous",
+            # W&B's own banner, summary and console capture stay off: one line per cell instead
+            settings=wandb.Settings(silent=True, console="off"),
             **kwargs,
         )
     except Exception as exc:
@@ -207,8 +209,17 @@ def _init_wandb(
             stacklevel=3,
         )
         return None
+    record["run_dir"] = str(getattr(getattr(run, "settings", None), "sync_dir", "") or "")
     write_json_atomic(cell_dir / WANDB_RECORD, record)
+    print(f"[{run_name}] {wandb_line(mode, run, record['run_dir'])}", flush=True)
     return WandbLogger(run)
+
+
+def wandb_line(mode: str, run: Any, run_dir: str) -> str:
+    """The one line a cell prints about its W&B run: where it is, and how to upload it."""
+    if mode == "online":
+        return f"W&B run {getattr(run, 'url', '') or getattr(run, 'id', '')}"
+    return f"W&B offline run {run_dir} (upload: wandb sync {run_dir})"
 
 
 def make_logger(
