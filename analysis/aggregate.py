@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.display import DISPLAY_COLUMNS, resolve_display
 from core.results import STATES, State
 
-GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol")
+GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol", "variant")
 # The protocol whose unpruned cell is the reference of each protocol's cells.
 REFERENCE_PROTOCOL = {
     "finetune": "finetune",
@@ -72,9 +72,19 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     if "protocol" not in out.columns:
         out["protocol"] = "scratch"
     out["protocol"] = out["protocol"].fillna("scratch")
+    if "variant" not in out.columns:
+        out["variant"] = ""
+    out["variant"] = out["variant"].fillna("")
     out["_ref_protocol"] = out["protocol"].map(REFERENCE_PROTOCOL).fillna(out["protocol"])
     ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
-    done_refs = out[(out["state"] == State.DONE) & out["method_is_reference"]]
+    done_refs = out[
+        (out["state"] == State.DONE) & out["method_is_reference"] & (out["variant"] == "")
+    ]
+    # a from-scratch cell of a protocol grid (a scratch variant): its reference is the base, the
+    # unpruned model trained from scratch for the same budget
+    scratch_refs = set(done_refs.loc[done_refs["protocol"] == "scratch", "grid"])
+    lone = (out["protocol"] == "scratch") & ~out["grid"].isin(scratch_refs)
+    out.loc[lone, "_ref_protocol"] = "base"
     refs = done_refs[["grid", "arch", "seed", "layer", "protocol", *ref_cols]].rename(
         columns={**ref_cols, "protocol": "_ref_protocol"}
     )
@@ -125,6 +135,8 @@ def aggregate(cells: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
     if "delta_accuracy" not in cells.columns:
         cells = add_reference(cells)
     cells = with_display(cells)
+    for column, default in (("protocol", "scratch"), ("variant", "")):
+        cells[column] = cells[column].fillna(default) if column in cells else default
     metrics = list(metrics) if metrics is not None else metric_columns(cells)
     rows = []
     for key, members in cells.groupby(list(GROUP_KEYS), dropna=False, sort=False):

@@ -102,6 +102,8 @@ def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     if "protocol" in agg and set(agg["protocol"].dropna()) - {"scratch"}:
         cols["Protocol"] = agg["protocol"].map(lambda p: PROTOCOL_LABELS.get(p, p))
     cols["Method"] = agg["method_label"].astype(str)
+    if "variant" in agg and agg["variant"].fillna("").astype(str).str.len().any():
+        cols["Variant"] = agg["variant"].fillna("").map(lambda v: v or DASH)
     cols["Ratio"] = agg["ratio"].map(lambda r: f"{r:g}" if _ok(r) else DASH)
     cols["Layer"] = agg.apply(_layer_text, axis=1)
     return pd.DataFrame(cols, index=agg.index)
