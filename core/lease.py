@@ -62,6 +62,7 @@ class LeaseTimeout(TimeoutError):
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists here and is not a zombie (dead, not yet reaped)."""
     if pid <= 0:
         return False
     try:
@@ -69,8 +70,12 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS) or just gone
         return True
-    return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 @functools.lru_cache(maxsize=1)
