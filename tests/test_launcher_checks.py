@@ -100,7 +100,9 @@ def test_a_grid_yaml_syntax_error_is_one_message(tmp_path: Path) -> None:
     assert "YAML syntax error" in problem
 
 
-def test_a_corrupt_status_json_is_named_and_its_cell_resumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_corrupt_status_json_is_named_and_its_cell_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "results"
     assert launch(root) == 0
     cell = root / "smoke" / cell_dirs(root)[0]
