@@ -81,6 +81,7 @@ RUNTIME_KEYS = (
     "train.parallel",  # DDP or FSDP compute the same model (up to float noise) ...
     "train.fsdp_cpu_offload",
     "train.activation_checkpointing",  # ... with or without recomputation
+    "eval.max_bad_fraction",  # only flags a result (warnings), never changes it
     "logging.progress",
     "logging.wandb",
     "logging.project",

@@ -393,3 +393,39 @@ def test_a_fine_tune_cell_starts_from_exactly_its_base_weights_reducer_excepted(
     ):
         run_cell(orphan)
     assert not train_rows(orphan)
+
+
+def test_a_cell_that_trained_on_no_valid_clip_fails_with_the_reason(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "data", "alltrainbad", bad_train=range(N_TRAIN))
+    sections = cell_config(root, "alltrainbad", train={"steps": 2, "seed": 0})
+    cell_dir = make_cell(tmp_path / "cell", sections)
+    with pytest.raises(RuntimeError, match=f"no decodable training clips: {N_TRAIN}/{N_TRAIN} bad"):
+        run_cell(cell_dir)
+    status = read_status(cell_dir)
+    assert status["state"] == "failed"
+    assert (
+        f"{N_TRAIN}/{N_TRAIN} bad; first: " in status["error"] and "train0.mp4" in status["error"]
+    )
+    assert not (cell_dir / "result.json").exists()
+
+
+def test_a_cell_that_evaluated_no_valid_clip_fails_with_the_reason(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "data", "allvalbad", bad_val=range(N_VAL))
+    sections = cell_config(root, "allvalbad", train={"steps": 2, "seed": 0})
+    cell_dir = make_cell(tmp_path / "cell", sections)
+    with pytest.raises(RuntimeError, match=f"no decodable validation clips: {N_VAL}/{N_VAL} bad"):
+        run_cell(cell_dir)
+    status = read_status(cell_dir)
+    assert status["state"] == "failed" and "validation0.mp4" in status["error"]
+    assert not (cell_dir / "result.json").exists()
+
+
+def test_a_bad_clip_share_above_the_threshold_is_flagged_in_the_result(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "data", "somebad", bad_val={0})
+    flagged = cell_config(root, "somebad", train={"steps": 2, "seed": 0})
+    result = run_cell(make_cell(tmp_path / "flagged", flagged))
+    assert any(f"1/{N_VAL} validation clips undecodable" in w for w in result["warnings"])
+    tolerant = cell_config(root, "somebad", train={"steps": 2, "seed": 0})
+    tolerant["eval"] = {**tolerant.get("eval", {}), "max_bad_fraction": 0.5}
+    result = run_cell(make_cell(tmp_path / "tolerant", tolerant))
+    assert not any("validation clips undecodable" in w for w in result["warnings"])
