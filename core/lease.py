@@ -30,7 +30,7 @@ heartbeat (or `ensure()` before a write) finds the record gone and the holder st
 files (there is no storage-side fencing): a holder frozen for longer than its lease that resumes
 exactly between the breaker's re-read and rename may complete one write before it notices.
 
-Standard library only (analysis reads claims where torch is absent).
+Standard library and core.io only (analysis reads claims where torch is absent).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.io import fsync_dir
 
 LEASE_S = 60.0  # a holder silent for this long may be taken over (blocking acquires)
 SKEW_S = 60.0  # allowed clock difference between hosts and the file server
@@ -284,7 +286,7 @@ class Lease:
                 raise
             if not (self.path / self.record_name).is_file():  # else: a retransmitted rename
                 return False
-        _fsync_dir(parent)
+        fsync_dir(parent)
         self.held = True
         return True
 
@@ -373,19 +375,6 @@ def _move_away(path: Path, token: str) -> None:
     except FileNotFoundError:
         return
     _remove_tree(gone)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Heartbeat:

@@ -395,28 +395,25 @@ def test_a_fine_tune_cell_starts_from_exactly_its_base_weights_reducer_excepted(
     assert not train_rows(orphan)
 
 
-def test_a_cell_that_trained_on_no_valid_clip_fails_with_the_reason(tmp_path: Path) -> None:
-    root = write_dataset(tmp_path / "data", "alltrainbad", bad_train=range(N_TRAIN))
-    sections = cell_config(root, "alltrainbad", train={"steps": 2, "seed": 0})
-    cell_dir = make_cell(tmp_path / "cell", sections)
-    with pytest.raises(RuntimeError, match=f"no decodable training clips: {N_TRAIN}/{N_TRAIN} bad"):
+@pytest.mark.parametrize(
+    ("split", "n", "bad"),
+    [
+        ("training", N_TRAIN, {"bad_train": range(N_TRAIN)}),
+        ("validation", N_VAL, {"bad_val": range(N_VAL)}),
+    ],
+)
+def test_a_cell_with_no_valid_clip_fails_with_the_reason(
+    split: str, n: int, bad: dict[str, range], tmp_path: Path
+) -> None:
+    """Trained on no valid batch, or evaluated no valid clip: failed, naming the count and the
+    first clip's error, and no result.json."""
+    root = write_dataset(tmp_path / "data", "allbad", **bad)
+    cell_dir = make_cell(tmp_path / "cell", cell_config(root, "allbad", train={"steps": 2}))
+    with pytest.raises(RuntimeError, match=f"no decodable {split} clips: {n}/{n} bad; first: "):
         run_cell(cell_dir)
     status = read_status(cell_dir)
-    assert status["state"] == "failed"
-    assert (
-        f"{N_TRAIN}/{N_TRAIN} bad; first: " in status["error"] and "train0.mp4" in status["error"]
-    )
-    assert not (cell_dir / "result.json").exists()
-
-
-def test_a_cell_that_evaluated_no_valid_clip_fails_with_the_reason(tmp_path: Path) -> None:
-    root = write_dataset(tmp_path / "data", "allvalbad", bad_val=range(N_VAL))
-    sections = cell_config(root, "allvalbad", train={"steps": 2, "seed": 0})
-    cell_dir = make_cell(tmp_path / "cell", sections)
-    with pytest.raises(RuntimeError, match=f"no decodable validation clips: {N_VAL}/{N_VAL} bad"):
-        run_cell(cell_dir)
-    status = read_status(cell_dir)
-    assert status["state"] == "failed" and "validation0.mp4" in status["error"]
+    first = "train0.mp4" if split == "training" else "validation0.mp4"
+    assert status["state"] == "failed" and first in status["error"]
     assert not (cell_dir / "result.json").exists()
 
 
