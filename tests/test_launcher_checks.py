@@ -181,3 +181,11 @@ def test_profile_values_reaching_the_sbatch_script_are_plain(key: str, value: ob
     validate_profile(profile, "p.yaml")  # the plain profile is fine
     with pytest.raises(ProfileError, match=key):
         validate_profile({**profile, key: value}, "p.yaml")
+
+
+def test_developers_get_the_traceback_on_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(app.TRACEBACK_ENV, "1")
+    with pytest.raises(ValueError, match="data.dataset_name='mine'"):
+        launch(tmp_path / "results", f"data.data_root={tmp_path}", "data.dataset_name=mine")
