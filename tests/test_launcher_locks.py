@@ -351,3 +351,19 @@ def test_a_local_failure_reports_the_real_exception_and_how_to_retry(tmp_path: P
     assert proc.returncode == 1
     assert "FAILED: RuntimeError: injected failure in jd-random-r0.5-l1-s0 at step 1" in out
     assert "retry_failed=true" in out
+
+
+# ---- the fault-injection benchmark ------------------------------------------------------------
+def test_fault_injection_smoke_finds_results_equal_to_an_uninterrupted_run(tmp_path: Path) -> None:
+    out = tmp_path / "fault_injection.md"
+    proc = subprocess.run(
+        [PYTHON, str(REPO / "benchmarks" / "fault_injection.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=child_env(),
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [ln for ln in out.read_text().splitlines() if ln.startswith(("| inline", "| local"))]
+    assert len(rows) == 2 and all(row.endswith("| 3 | equal |") for row in rows), rows
