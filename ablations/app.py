@@ -23,7 +23,7 @@ from ablations import hydra_conf
 from ablations.backends import BACKENDS, LaunchSettings, choose_backend
 from ablations.backends.base import Stage
 from ablations.cells import CellSpec, Composer
-from ablations.checks import precheck
+from ablations.checks import PrecheckError, precheck
 from ablations.claims import Claims, held_by
 from ablations.collect import collect
 from ablations.grid import GridSpec, resolve_grid
@@ -174,12 +174,16 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
     cells = compose_cells(cfg, spec, cli)
     plan = plan_grid(cfg, cells, grid_dir, spec, stale_s)  # reads only
     planned = time.perf_counter() - t0
-    if cfg.dry_run:
-        print(render(plan, cost_estimate([pc.cell for pc in plan.to_run()])))
-        print(f"dry run: planned {len(cells)} cells in {planned:.2f}s; nothing submitted.")
-        return 0
     run = settings(cfg, stale_s)
     backend = choose_backend(run.backend)
+    if cfg.dry_run:
+        print(render(plan, cost_estimate([pc.cell for pc in plan.to_run()])))
+        try:  # what a real launch would refuse, shown without refusing
+            precheck([pc.cell for pc in plan.to_run()], backend, bool(cfg.get("precheck", True)))
+        except PrecheckError as exc:
+            print(f"warning: {exc}")
+        print(f"dry run: planned {len(cells)} cells in {planned:.2f}s; nothing submitted.")
+        return 0
     submit = BACKENDS[backend](run, spec)  # validates the backend settings before any write
     if not plan.to_run():
         return nothing_to_run(plan)

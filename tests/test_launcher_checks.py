@@ -60,6 +60,8 @@ def test_cuda_cells_without_cuda_are_refused_before_any_cell_folder(
         pytest.skip("CUDA is visible here")
     out = refused(tmp_path, capsys, "train.device=cuda")
     assert "train.device=cuda: no CUDA device is visible" in out and "Fix:" in out
+    assert launch(tmp_path / "results", "train.device=cuda", "dry_run=true") == 0  # shown only
+    assert "warning: the cells cannot run:" in capsys.readouterr().out
 
 
 def test_a_missing_dataset_is_refused_naming_the_path(
