@@ -367,3 +367,40 @@ def test_fault_injection_smoke_finds_results_equal_to_an_uninterrupted_run(tmp_p
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [ln for ln in out.read_text().splitlines() if ln.startswith(("| inline", "| local"))]
     assert len(rows) == 2 and all(row.endswith("| 3 | equal |") for row in rows), rows
+
+
+@pytest.mark.parametrize("step", ["claim_cells", "prepare_tree"])
+def test_a_launcher_that_plans_while_another_prepares_the_same_cells_runs_none_twice(
+    step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of launchers started together: B plans while A has planned but written nothing
+    yet (every cell still looks new to B). Forced here: at `step` of its launch, A starts B and
+    lets it go as far as it can (until it waits for the grid lock, or ends). Before claiming, A's
+    grid lock stops B; after claiming, A's claims do. Without either, B and then A would both
+    train every cell."""
+    monkeypatch.setenv("LAUNCHER_TEST_STEP_S", "0.05")
+    original = getattr(app, step)
+    rivals: list[tuple[subprocess.Popen[str], str]] = []
+
+    def after_a_rival(*args: object, **kwargs: object) -> object:
+        if not rivals:
+            rival = start_launcher(tmp_path, "inline", LAUNCHER_TEST_STEP_S="0.05")
+            assert rival.stdout is not None
+            seen = []
+            for line in rival.stdout:  # until it blocks on our lock, or ends
+                seen.append(line)
+                if "waiting for the grid lock" in line:
+                    break
+            rivals.append((rival, "".join(seen)))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(app, step, after_a_rival)
+    assert launch(tmp_path) == 0
+    rival, seen = rivals[0]
+    out = seen + rival.communicate(timeout=300)[0]
+    assert rival.returncode == 0, out
+    assert ("waiting for the grid lock" in out) == (step == "claim_cells"), out
+    assert "running (not resubmitted)" in out, out  # B found A's claims and left the cells
+    for cell in smoke_cells(tmp_path):
+        assert len(read_jsonl(cell / "attempts.jsonl")) == 1, (cell.name, out)
+        assert json.loads((cell / "status.json").read_text())["attempts"] == 1
