@@ -4,8 +4,8 @@
 `train.steps` steps with a deterministic running value, checkpoints after every step (so a
 requeued or re-launched attempt resumes), writes status.json / metrics.jsonl (one train row per
 step, one eval row per evaluation) and finally result.json with the real writers (core.results);
-`attempts.jsonl` gets one line per attempt (its start step and pid). Its final numbers depend only on the config,
-never on where it was interrupted. Like the real cell, a cell with `train.init_cell` refuses to
+`attempts.jsonl` gets one line per attempt (its start step and pid). Its final numbers depend
+only on the config, never on where it was interrupted. Like the real cell, a cell with `train.init_cell` refuses to
 start before its base cell is done (`base_value` in its result then records the base's value).
 Environment knobs (they reach submitit/SLURM job processes too):
   LAUNCHER_TEST_FAIL    comma-separated cell names that raise after their first step
