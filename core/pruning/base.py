@@ -30,6 +30,7 @@ PADDING = -1e9  # padded frames' windows are pruned first (they never reach the 
 
 
 class Stage(enum.StrEnum):
+    PRE_VIT = "pre_vit"  # before the encoder (e.g. fewer frames): the ViT saves too
     IN_VIT = "in_vit"
     POST_VIT = "post_vit"
     IN_LLM = "in_llm"
@@ -74,6 +75,7 @@ class TokenReducer(Extension, nn.Module):
     protects_first_frame: ClassVar[bool] = False
     needs_ground_truth: ClassVar[bool] = False
     hard_prune_delay: ClassVar[int] = 0  # blocks between scoring (after prune_at) and hard removal
+    merges_in_vit: ClassVar[bool] = False  # merges block by block (`schedule`, `merge`)
 
     def __init__(self, cfg: PruningConfig, vit_dim: int = 0, vit_mlp_dim: int = 0) -> None:
         super().__init__()
