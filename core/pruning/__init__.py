@@ -7,6 +7,7 @@ from core.pruning import (  # noqa: F401  (registers the methods)
     scorer,
     similarity,
     simple,
+    tome,
 )
 from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
 from core.registry import REDUCERS
