@@ -138,6 +138,38 @@ class TokenReducer(Extension, nn.Module):
         )
 
 
+def refuse_kept_per_frame(cfg: ExperimentConfig, given: list[int] | None, why: str) -> None:
+    """A reducer whose ViT counts do not come from a keep mask refuses `kept_per_frame`."""
+    if given is not None:
+        raise ValueError(
+            f"kept_per_frame was given but pruning.method={cfg.pruning.method} {why}. Fix: leave "
+            "kept_per_frame unset."
+        )
+
+
+def clip_flow(
+    cfg: ExperimentConfig,
+    frames: int,
+    text_len: int,
+    vocab: int,
+    vit_blocks: list[list[int]],
+    connector_tokens: int,
+) -> TokenFlow:
+    """The TokenFlow of one clip whose every LLM layer carries the K kept tokens."""
+    kept, per_frame = cfg.kept_tokens(frames), cfg.tokens_per_frame
+    return TokenFlow(
+        frames=frames,
+        text_len=text_len,
+        vocab=vocab,
+        patches=cfg.grid**2,
+        windows=per_frame,
+        vit_blocks=vit_blocks,
+        connector_tokens=connector_tokens,
+        llm_visual=[kept] * cfg.lm.n_layers,
+        reduced=kept < frames * per_frame,
+    )
+
+
 def _kept_layout(
     frames: int, kept: int, n: int, per_frame: int, window: int, given: list[int] | None
 ) -> list[int]:

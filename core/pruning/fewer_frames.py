@@ -26,19 +26,18 @@ if TYPE_CHECKING:
     from core.config.experiment import ExperimentConfig
 
 
+def spaced(count: int, total: int) -> list[int]:
+    """`count` of range(total) spaced evenly (centres of equal spans)."""
+    return [(2 * i + 1) * total // (2 * count) for i in range(count)]
+
+
 def uniform_frames(real: list[bool], m: int) -> list[int]:
     """m frames of a clip, uniform over its real frames (padded ones only when too few are real)."""
     frames = [i for i, r in enumerate(real) if r]
     padded = [i for i, r in enumerate(real) if not r]
     if len(frames) >= m:
-        v = len(frames)
-        return [frames[(2 * j + 1) * v // (2 * m)] for j in range(m)]
+        return [frames[i] for i in spaced(m, len(frames))]
     return sorted(frames + padded[: m - len(frames)])
-
-
-def spaced(count: int, total: int) -> list[int]:
-    """`count` of range(total) spaced evenly (centres of equal spans)."""
-    return [(2 * i + 1) * total // (2 * count) for i in range(count)]
 
 
 @REDUCERS.register("fewer_frames")

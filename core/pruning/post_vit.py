@@ -24,7 +24,13 @@ import torch.nn.functional as F
 
 from core.extensions import TokenFlow
 from core.layers.windows import WindowGrid
-from core.pruning.base import Stage, TokenReducer, clip_generator
+from core.pruning.base import (
+    Stage,
+    TokenReducer,
+    clip_flow,
+    clip_generator,
+    refuse_kept_per_frame,
+)
 from core.registry import VISION_ENCODERS
 
 if TYPE_CHECKING:
@@ -90,25 +96,10 @@ class PostViTReducer(TokenReducer):
     ) -> TokenFlow:
         """Every encoder block on all N patches of every frame, the connector on all F·P′
         windows, every LLM layer on the K kept tokens."""
-        if kept_per_frame is not None:
-            raise ValueError(
-                f"kept_per_frame was given but pruning.method={cfg.pruning.method} acts after the "
-                "ViT, which runs unpruned. Fix: leave kept_per_frame unset."
-            )
-        n, per_frame = cfg.grid**2, cfg.tokens_per_frame
+        refuse_kept_per_frame(cfg, kept_per_frame, "acts after the ViT, which runs unpruned")
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
-        kept = cfg.kept_tokens(frames)
-        return TokenFlow(
-            frames=frames,
-            text_len=text_len,
-            vocab=vocab,
-            patches=n,
-            windows=per_frame,
-            vit_blocks=[[n] * frames for _ in range(depth)],
-            connector_tokens=frames * per_frame,
-            llm_visual=[kept] * cfg.lm.n_layers,
-            reduced=kept < frames * per_frame,
-        )
+        blocks = [[cfg.grid**2] * frames for _ in range(depth)]
+        return clip_flow(cfg, frames, text_len, vocab, blocks, frames * cfg.tokens_per_frame)
 
     def tie_keys(self, inputs: PostViTInputs, n: int) -> torch.Tensor:
         """(B, n) random keys per clip from (pruning.seed, clip key, step; −1 at evaluation) that

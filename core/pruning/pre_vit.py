@@ -14,7 +14,7 @@ import torch
 
 from core.extensions import TokenFlow
 from core.layers.windows import WindowGrid
-from core.pruning.base import Stage, TokenReducer
+from core.pruning.base import Stage, TokenReducer, clip_flow, refuse_kept_per_frame
 from core.registry import VISION_ENCODERS
 
 if TYPE_CHECKING:
@@ -64,23 +64,9 @@ class PreViTReducer(TokenReducer):
     ) -> TokenFlow:
         """The patch embedding and every block on all N patches of the ⌈K/P′⌉ encoded frames, the
         connector on the K kept windows, every LLM layer on K tokens."""
-        if kept_per_frame is not None:
-            raise ValueError(
-                f"kept_per_frame was given but pruning.method={cfg.pruning.method} drops whole "
-                "frames before the ViT. Fix: leave kept_per_frame unset."
-            )
-        n, per_frame = cfg.grid**2, cfg.tokens_per_frame
+        refuse_kept_per_frame(cfg, kept_per_frame, "drops whole frames before the ViT")
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
         kept = cfg.kept_tokens(frames)
-        encoded = cls.encoded_frames(kept, per_frame)
-        return TokenFlow(
-            frames=frames,
-            text_len=text_len,
-            vocab=vocab,
-            patches=n,
-            windows=per_frame,
-            vit_blocks=[[n] * encoded for _ in range(depth)],
-            connector_tokens=kept,
-            llm_visual=[kept] * cfg.lm.n_layers,
-            reduced=kept < frames * per_frame,
-        )
+        encoded = cls.encoded_frames(kept, cfg.tokens_per_frame)
+        blocks = [[cfg.grid**2] * encoded for _ in range(depth)]
+        return clip_flow(cfg, frames, text_len, vocab, blocks, kept)

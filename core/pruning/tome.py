@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
-from core.pruning.base import TokenReducer
+from core.pruning.base import TokenReducer, clip_flow, refuse_kept_per_frame
 from core.registry import REDUCERS, VISION_ENCODERS
 
 if TYPE_CHECKING:
@@ -150,33 +150,16 @@ class ToMe(TokenReducer):
     ) -> TokenFlow:
         """Blocks up to prune_at see every patch; block prune_at + 1 + j sees the windows left
         after j + 1 merges (×w² patches); the connector and the LLM see the K kept windows."""
-        if kept_per_frame is not None:
-            raise ValueError(
-                "kept_per_frame was given but ToMe's per-frame counts follow from its schedule. "
-                "Fix: leave kept_per_frame unset."
-            )
-        n, per_frame = cfg.grid**2, cfg.tokens_per_frame
+        refuse_kept_per_frame(cfg, kept_per_frame, "merges: its counts follow its schedule")
+        n = cfg.grid**2
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
         kept = cfg.kept_tokens(frames)
-        reduced = kept < frames * per_frame
         blocks = [[n] * frames for _ in range(depth)]
-        if reduced:
+        if kept < frames * cfg.tokens_per_frame:
             slots = cfg.connector.window**2
-            counts = cls.window_counts(cfg, frames)
-            start = cfg.pruning.prune_at
-            for j, count in enumerate(counts[1:]):
-                blocks[start + 1 + j] = [count * slots] * frames
-        return TokenFlow(
-            frames=frames,
-            text_len=text_len,
-            vocab=vocab,
-            patches=n,
-            windows=per_frame,
-            vit_blocks=blocks,
-            connector_tokens=kept,
-            llm_visual=[kept] * cfg.lm.n_layers,
-            reduced=reduced,
-        )
+            for j, count in enumerate(cls.window_counts(cfg, frames)[1:]):
+                blocks[cfg.pruning.prune_at + 1 + j] = [count * slots] * frames
+        return clip_flow(cfg, frames, text_len, vocab, blocks, kept)
 
     def schedule(self, frames: int, per_frame: int, kept: int, points: int) -> torch.Tensor:
         """(points, frames) windows each frame position merges at each point."""
