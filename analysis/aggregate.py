@@ -44,6 +44,8 @@ BASE_METRICS = (
     "vision_tokens_full",
     "kept_fraction",
     "vit_gflops",
+    "reducer_gflops",
+    "vision_gflops",
     "connector_gflops",
     "llm_gflops",
     "total_gflops",
@@ -59,16 +61,28 @@ BASE_METRICS = (
     "speedup_prefill_measured",
     "measured_over_analytic",
 )
-DERIVED = ("delta_accuracy", "speedup_step", "speedup_gflops", "memory_ratio")
-_REF_INPUTS = ("accuracy", "total_gflops", "peak_memory_mb")
+DERIVED = (
+    "delta_accuracy",
+    "speedup_step",
+    "speedup_gflops",
+    "speedup_vision_gflops",
+    "memory_ratio",
+)
+_REF_INPUTS = ("accuracy", "total_gflops", "vision_gflops", "peak_memory_mb")
 
 
 def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (the cell's own
-    side-by-side measured train-step speed-up), speedup_gflops (reference total_gflops / cell's)
+    side-by-side measured train-step speed-up), speedup_gflops (reference total_gflops / cell's),
+    speedup_vision_gflops (the same for the ViT plus its reducer's scoring)
     and memory_ratio (cell peak_memory_mb / reference's); NaN where the cell or its reference is
     not done."""
     out = with_display(cells.reset_index(drop=True))
+    # the vision side's cost: the ViT and the reducer that scores inside it
+    nan = pd.Series(np.nan, index=out.index)
+    vit = pd.to_numeric(out.get("vit_gflops", nan), errors="coerce")
+    reducer = pd.to_numeric(out.get("reducer_gflops", nan), errors="coerce").fillna(0.0)
+    out["vision_gflops"] = vit + reducer
     if "protocol" not in out.columns:
         out["protocol"] = "scratch"
     out["protocol"] = out["protocol"].fillna("scratch")
@@ -111,6 +125,9 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     out["delta_accuracy"] = col(out, "accuracy") - out["ref_accuracy"]
     out["speedup_step"] = col(out, "speedup_train_measured")
     out["speedup_gflops"] = ratio(col(matched, "ref_total_gflops"), col(out, "total_gflops"))
+    out["speedup_vision_gflops"] = ratio(
+        col(matched, "ref_vision_gflops"), col(out, "vision_gflops")
+    )
     out["memory_ratio"] = ratio(col(out, "peak_memory_mb"), col(matched, "ref_peak_memory_mb"))
     return out.drop(columns="_ref_protocol")
 
