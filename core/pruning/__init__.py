@@ -1,6 +1,13 @@
 """Token reducers behind one interface (registry REDUCERS), one module per method."""
 
-from core.pruning import oracle, scorer, similarity, simple  # noqa: F401  (registers the methods)
+from core.pruning import (  # noqa: F401  (registers the methods)
+    fastv,
+    oracle,
+    pyramiddrop,
+    scorer,
+    similarity,
+    simple,
+)
 from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
 from core.registry import REDUCERS
 
