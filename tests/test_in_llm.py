@@ -252,6 +252,20 @@ def test_the_probing_query_is_the_last_prompt_token():
     assert probe_query(None, text_mask).tolist() == [5, 3, 0]
 
 
+def test_the_vlm_ranks_with_the_last_prompt_token_not_an_answer_token():
+    cfg = _config("joint_decoder", "fastv", 0.5)
+    model = VideoVLM(cfg, VOCAB).eval()
+    batch = video_batch(cfg, batch=2, vocab=VOCAB)
+    batch["labels"][1, :5] = -100  # clip 1's answer starts later
+    seen = {}
+    model.fusion.register_forward_hook(
+        lambda m, args, kwargs, out: seen.update(kwargs), with_kwargs=True
+    )
+    with torch.no_grad():
+        model(batch)
+    assert seen["query"].tolist() == [2, 5]  # the positions whose labels are the first answers
+
+
 def test_padded_tokens_rank_below_every_valid_token_and_ties_go_to_the_earlier():
     row = torch.tensor([[0.0, 0.9, 0.0, 0.5, 0.0]])
     valid = torch.tensor([[True, False, True, True, True]])
