@@ -1,12 +1,21 @@
 """Token reducers behind one interface (registry REDUCERS), one module per method."""
 
 from core.pruning import (  # noqa: F401  (registers the methods)
+    divprune,
+    dycoke,
     fastv,
+    fastvid,
+    fewer_frames,
+    framefusion,
     oracle,
+    pool,
     pyramiddrop,
     scorer,
     similarity,
     simple,
+    tome,
+    vidcom2,
+    visionzip,
 )
 from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
 from core.registry import REDUCERS
