@@ -219,6 +219,7 @@ class DropRun:
         b = visual.valid.shape[0]
         self.index = torch.arange(self.tokens, device=visual.valid.device).expand(b, -1)
         self.valid = visual.valid
+        self.device = visual.features.device  # the hidden states' (a mask may live elsewhere)
         self.renumbered = False  # positions renumbered 0..S′−1 after a drop (keeps_positions off)
 
     @property
@@ -254,11 +255,10 @@ class DropRun:
     def positions(self) -> torch.Tensor:
         """RoPE position ids of [visual | text]: (S,) while contiguous, else (B, S) with the
         survivors' original positions."""
-        device = self.valid.device
         if not self.dropped or self.renumbered:
-            return torch.arange(self.n_visual + self.text_len, device=device)
-        text = self.tokens + torch.arange(self.text_len, device=device)
-        return torch.cat((self.index, text.expand(self.index.shape[0], -1)), dim=1)
+            return torch.arange(self.n_visual + self.text_len, device=self.device)
+        text = self.tokens + torch.arange(self.text_len, device=self.index.device)
+        return torch.cat((self.index, text.expand(self.index.shape[0], -1)), dim=1).to(self.device)
 
     def rope(self, rotary: RotaryEmbedding) -> Rope:
         return rotary(self.positions())
