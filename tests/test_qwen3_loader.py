@@ -176,35 +176,8 @@ def test_tied_checkpoint_without_lm_head_copies_the_embedding(tmp_path):
         load_qwen3(tmp_path)
 
 
-@pytest.mark.hf
-def test_siglip2_encoder_is_a_vit_shaped_and_loaded_like_the_hf_tower(tmp_path):
-    """vision.type=siglip2: the registered encoder reads a local SigLIP checkpoint's shape and
-    weights; its patch features equal the HF vision tower's last hidden state."""
-    transformers = pytest.importorskip("transformers")
-    from core.config import ExperimentConfig
-    from core.models.vision import ViT, build_encoder
-
-    torch.manual_seed(0)
-    hf_cfg = transformers.SiglipVisionConfig(
-        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        image_size=32, patch_size=8,
-    )  # fmt: skip
-    hf = transformers.SiglipVisionModel(hf_cfg).eval()
-    hf.save_pretrained(tmp_path)
-    cfg = ExperimentConfig.from_dict(
-        {
-            "data": {"frame_size": 32, "pixel_mean": [0.5] * 3, "pixel_std": [0.5] * 3},
-            "vision": {"type": "siglip2", "checkpoint": str(tmp_path), "patch_size": 8},
-        }
-    )
-    encoder = build_encoder(cfg.vision, cfg.data.frame_size).eval()
-    assert isinstance(encoder, ViT) and encoder.dim == 32 and encoder.depth == 2
-    pixels = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        expected = hf(pixel_values=pixels).last_hidden_state
-        torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match=r"data\.pixel_mean.*SigLIP"):
-        ExperimentConfig.from_dict({"vision": {"type": "siglip2", "checkpoint": str(tmp_path)}})
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "patch_size": 8}  # fmt: skip
 
 
 def _siglip_encoder(path, frame_size: int, patch_size: int):
@@ -230,6 +203,35 @@ def _nontrivial_norms(model: torch.nn.Module) -> None:
                 p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.2, 0.2)
 
 
+def _saved_hf(path, model_class, config):
+    """A seeded random HF model (non-trivial norms) saved at `path` with save_pretrained."""
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    _nontrivial_norms(model)
+    model.save_pretrained(path)
+    return model
+
+
+@pytest.mark.hf
+def test_siglip2_encoder_is_a_vit_shaped_and_loaded_like_the_hf_tower(tmp_path):
+    """vision.type=siglip2: the registered encoder reads a local SigLIP checkpoint's shape and
+    weights; its patch features equal the HF vision tower's last hidden state."""
+    transformers = pytest.importorskip("transformers")
+    from core.config import ExperimentConfig
+    from core.models.vision import ViT
+
+    config = transformers.SiglipVisionConfig(**TINY_VISION, image_size=32)
+    hf = _saved_hf(tmp_path, transformers.SiglipVisionModel, config)
+    encoder = _siglip_encoder(tmp_path, 32, 8)
+    assert isinstance(encoder, ViT) and encoder.dim == 32 and encoder.depth == 2
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = hf(pixel_values=pixels).last_hidden_state
+        torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"data\.pixel_mean.*SigLIP"):
+        ExperimentConfig.from_dict({"vision": {"type": "siglip2", "checkpoint": str(tmp_path)}})
+
+
 @pytest.mark.hf
 @pytest.mark.parametrize("frame_size", [32, 48])  # the checkpoint's 4×4 grid, and 6×6
 def test_siglip_dual_tower_checkpoint_features_match_hf_vision_tower(tmp_path, frame_size):
@@ -237,16 +239,11 @@ def test_siglip_dual_tower_checkpoint_features_match_hf_vision_tower(tmp_path, f
     vision_config): our patch features equal HF's vision tower, at the checkpoint's resolution and
     at another one (HF: interpolate_pos_encoding=True)."""
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    vision = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "image_size": 32, "patch_size": 8}  # fmt: skip
+    vision = {**TINY_VISION, "image_size": 32}
     text = {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
             "num_attention_heads": 2, "vocab_size": 50}  # fmt: skip
-    hf = transformers.SiglipModel(
-        transformers.SiglipConfig(text_config=text, vision_config=vision)
-    ).eval()
-    _nontrivial_norms(hf.vision_model)
-    hf.save_pretrained(tmp_path)
+    config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+    hf = _saved_hf(tmp_path, transformers.SiglipModel, config)
     encoder = _siglip_encoder(tmp_path, frame_size, 8)
     assert encoder.depth == 2 and encoder.grid == frame_size // 8
     pixels = torch.randn(2, 3, frame_size, frame_size)
@@ -264,14 +261,8 @@ def test_siglip2_naflex_checkpoint_features_match_hf(tmp_path, frame_size):
     grid resized bilinearly with antialias): our features on a square frame equal HF's on the same
     frame patchified, all patches valid."""
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    hf_cfg = transformers.Siglip2VisionConfig(
-        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        patch_size=8, num_patches=16,
-    )  # fmt: skip
-    hf = transformers.Siglip2VisionModel(hf_cfg).eval()
-    _nontrivial_norms(hf)
-    hf.save_pretrained(tmp_path)
+    config = transformers.Siglip2VisionConfig(**TINY_VISION, num_patches=16)  # a 4×4 grid
+    hf = _saved_hf(tmp_path, transformers.Siglip2VisionModel, config)
     encoder = _siglip_encoder(tmp_path, frame_size, 8)
     g, p = frame_size // 8, 8
     pixels = torch.randn(2, 3, frame_size, frame_size)
