@@ -503,7 +503,7 @@ class Budget:
         if not known:
             return 0.0
         f, s = known[-1]
-        return 1.5 * s * self.work[frames] / self.work[f]  # + building the unpruned model
+        return 1.5 * s * self.work[frames] / self.work[f]  # + building its unpruned model
 
     def fits(self, frames: int) -> bool:
         return self.elapsed + self.estimate(frames) <= self.limit_s
@@ -584,7 +584,30 @@ def measure_setting(
     return row
 
 
+def build_reference(
+    sections: dict, frames: int, args: argparse.Namespace, budget: Budget, state: dict
+) -> tuple[VideoVLM, dict, FlopsBreakdown]:
+    """The unpruned model at `frames`, its batch, its FLOPs; its peak memory recorded in state the
+    first time (a rebuild is the same seeded model)."""
+    cfg = bench_config(sections, frames, 0.0, args.text_len)
+    ref = build_model(cfg, args.device, args.dtype, args.checkpointing)
+    batch = make_batch(cfg, args.batch, args.device)
+    if str(frames) not in state["frames"]:
+        info: dict[str, Any] = {"reference_gflops_per_clip": budget.work[frames]}
+        for kind, make in (("train", train_step), ("prefill", prefill_step)):
+            mem = step_memory(ref, make(ref, batch, args.device, args.precision), args.device)
+            info[f"{kind}_peak_mb"] = mem["peak_mb"]
+            info["memory_method"] = mem["method"]
+        state["frames"][str(frames)] = info
+        say(budget, f"frames={frames}: unpruned model built, peak memory measured")
+    return ref, batch, analytic_flops(cfg)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (topk, frames) setting, ratio-major with the headline topk 0.5 first, so a run cut
+    short by its time budget still has the headline at every frame count. One unpruned model is
+    held at a time (GPU memory as for one frame count); it is rebuilt when the frame count
+    changes, which costs seconds against minutes of timing."""
     sections = preset_sections(args.smoke)
     device = args.device
     budget = Budget(args.max_minutes)
@@ -596,52 +619,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "skipped": [],
         "complete": False,
     }
-    order = sorted(args.ratios, key=lambda r: (r != 0.5, r))  # the headline ratio first
     for frames in args.frames:
-        ref_cfg = bench_config(sections, frames, 0.0, args.text_len)
-        ref_flops = analytic_flops(ref_cfg)
-        budget.work[frames] = ref_flops.total
-        if not budget.fits(frames):
-            state["skipped"] += [f"{frames} frames, topk {r}: time budget" for r in order]
-            continue
-        ref = batch = None
-        try:
-            ref = build_model(ref_cfg, device, args.dtype, args.checkpointing)
-            batch = make_batch(ref_cfg, args.batch, device)
-            info: dict[str, Any] = {"reference_gflops_per_clip": budget.work[frames]}
-            for kind, make in (("train", train_step), ("prefill", prefill_step)):
-                mem = step_memory(ref, make(ref, batch, device, args.precision), device)
-                info[f"{kind}_peak_mb"] = mem["peak_mb"]
-                info["memory_method"] = mem["method"]
-            state["frames"][str(frames)] = info
-            say(budget, f"frames={frames}: unpruned model built, peak memory measured")
-        except torch.cuda.OutOfMemoryError as exc:
-            state["skipped"] += [f"{frames} frames: out of memory ({str(exc)[:200]})"]
-        if str(frames) not in state["frames"]:
-            ref = batch = None  # freed outside the except block (its traceback holds them)
-            free(device)
-            continue
-        for ratio in order:
+        budget.work[frames] = analytic_flops(
+            bench_config(sections, frames, 0.0, args.text_len)
+        ).total
+    held: tuple | None = None  # (frames, (model, batch, flops)) of the unpruned model now built
+    failed: set[int] = set()  # frame counts whose unpruned model ran out of memory
+    for ratio in sorted(args.ratios, key=lambda r: (r != 0.5, r)):
+        for frames in args.frames:
+            if frames in failed:
+                state["skipped"].append(f"{frames} frames, topk {ratio}: no unpruned model")
+                continue
             if not budget.fits(frames):
                 state["skipped"].append(f"{frames} frames, topk {ratio}: time budget")
                 continue
-            tick = time.monotonic()
-            cfg = bench_config(sections, frames, ratio, args.text_len)
-            row = None
+            if held is not None and held[0] != frames:
+                held = None
+                free(device)
+            tick, row, error = time.monotonic(), None, None
             try:
+                if held is None:
+                    held = (frames, build_reference(sections, frames, args, budget, state))
+                ref, batch, ref_flops = held[1]
+                cfg = bench_config(sections, frames, ratio, args.text_len)
                 row = measure_setting(ref, cfg, batch, ref_flops, args, budget)
             except torch.cuda.OutOfMemoryError as exc:
-                state["skipped"].append(f"{frames} frames, topk {ratio}: out of memory ({exc})")
-            if row is None:
-                ref.zero_grad(set_to_none=True)
+                error = f"out of memory ({str(exc)[:200]})"
+            if row is None:  # cleaned up outside the except block (its traceback holds tensors)
+                if held is None:
+                    failed.add(frames)
+                    error = f"unpruned model: {error}"
+                else:
+                    held[1][0].zero_grad(set_to_none=True)
+                state["skipped"].append(f"{frames} frames, topk {ratio}: {error}")
+                ref = batch = None
                 free(device)
                 continue
             budget.cost[frames] = time.monotonic() - tick
             state["rows"].append(row)
             state["elapsed_s"] = budget.elapsed
             write_outputs(args.out, state)
-        del ref, batch
-        free(device)
+    held = ref = batch = None
+    free(device)
     state["complete"] = not state["skipped"]
     state["elapsed_s"] = budget.elapsed
     write_outputs(args.out, state)
@@ -871,7 +890,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, help="interleaved pairs per comparison")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), help="default: bf16 on CUDA")
     parser.add_argument("--no-activation-checkpointing", action="store_true")
-    parser.add_argument("--max-minutes", type=float, help="default: 7.5 on CUDA, unlimited on CPU")
+    parser.add_argument("--max-minutes", type=float, help="default: 7 on CUDA, unlimited on CPU")
     parser.add_argument("--threads", type=int, help="CPU threads (default: 1 with --smoke)")
     parser.add_argument("--profile", action="store_true", help="torch.profiler view of one setting")
     parser.add_argument("--profile-at", default="", help="FRAMES:TOPK (default: first frames:0.5)")
@@ -895,7 +914,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     threads = args.threads if args.threads is not None else (1 if args.smoke else 0)
     if threads > 0:  # one thread: toy shapes gain nothing from more, and share the CPU better
         torch.set_num_threads(threads)
-    args.max_minutes = args.max_minutes if args.max_minutes is not None else (7.5 if cuda else 0)
+    args.max_minutes = args.max_minutes if args.max_minutes is not None else (7.0 if cuda else 0)
     bad = [r for r in args.ratios if not 0 < r < 1]
     if bad or min(args.frames) < 2 or args.batch < 1:
         parser.error(

@@ -44,8 +44,9 @@ def test_paper_shape_smoke_measures_every_setting_and_profiles(tmp_path):
     assert "Machine:" in text and "## Profile: 4 frames, topk 0.5" in text
     state = json.loads((tmp_path / "paper_shape.json").read_text())
     assert state["complete"] and not state["skipped"]
+    order = [(r["frames"], r["ratio"]) for r in state["rows"]]  # ratio-major, 0.5 first
+    assert order == [(f, r) for r in (0.5, 0.3, 0.7) for f in (4, 8)]
     rows = {(r["frames"], r["ratio"]): r for r in state["rows"]}
-    assert set(rows) == {(f, r) for f in (4, 8) for r in (0.3, 0.5, 0.7)}
     sections = PAPER.preset_sections(smoke=True)
     for (frames, ratio), row in rows.items():
         ref = analytic_flops(PAPER.bench_config(sections, frames, 0.0, 16)).total

@@ -288,3 +288,32 @@ def test_a_short_run_writes_tables_json_and_keeps_hand_notes(tmp_path) -> None:
     again = tmp_path / "again.md"  # --from-json renders the same report from the JSON
     assert PAPER.main(["--from-json", str(out.with_suffix(".json")), "--out", str(again)]) == 0
     assert again.read_text() == text[: text.index(PAPER.NOTES)].rstrip("\n") + "\n"
+
+
+def test_run_is_ratio_major_and_an_oom_frame_count_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """The headline topk 0.5 runs first at every frame count (a run cut short keeps it); one
+    unpruned model is held at a time (rebuilt when the frame count changes); a frame count whose
+    unpruned model runs out of memory is skipped at every ratio and the others still run."""
+    built: list[int] = []
+    real = PAPER.build_reference
+
+    def build(sections, frames, args, budget, state):
+        built.append(frames)
+        if frames == 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(sections, frames, args, budget, state)
+
+    monkeypatch.setattr(PAPER, "build_reference", build)
+    args = PAPER.parse_args(
+        ["--smoke", "--device", "cpu", "--frames", "4", "8", "--ratios", "0.3", "0.5",
+         "--iters", "1", "--warmup", "0", "--threads", "0", "--out", str(tmp_path / "p.md")]
+    )  # fmt: skip
+    state = PAPER.run(args)
+    assert [(r["frames"], r["ratio"]) for r in state["rows"]] == [(4, 0.5), (4, 0.3)]
+    assert built == [4, 8, 4]  # 8 failed once, never retried; 4 rebuilt after it was dropped
+    assert state["skipped"] == [
+        "8 frames, topk 0.5: unpruned model: out of memory (CUDA out of memory (simulated))",
+        "8 frames, topk 0.3: no unpruned model",
+    ]
+    assert not state["complete"] and set(state["frames"]) == {"4"}
+    assert "## Skipped" in (tmp_path / "p.md").read_text()
