@@ -431,7 +431,10 @@ def part_ranges(model: VideoVLM) -> Iterator[None]:
 
 
 def _device_time_us(event: Any) -> float:
-    return float(getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0.0)))
+    for name in ("device_time_total", "cuda_time_total"):  # the older name only where it is all
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
 
 
 def profile_call(model: VideoVLM, fn: Callable, device: torch.device, steps: int = 2) -> dict:
