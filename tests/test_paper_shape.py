@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -317,3 +318,113 @@ def test_run_is_ratio_major_and_an_oom_frame_count_is_skipped_not_fatal(tmp_path
     ]
     assert not state["complete"] and set(state["frames"]) == {"4"}
     assert "## Skipped" in (tmp_path / "p.md").read_text()
+
+
+# ---- deferred initialisation: meta device, then FSDP shards materialised per rank ---------------
+META_FSDP = ("vision.depth=3", "pruning.prune_at=0", "lm.n_layers=1", "lm.vocab_size=8192",
+             "data.frame_size=84",
+             "data.max_frames=2", "data.min_frames=1", "data.max_text_len=16")  # fmt: skip
+
+
+def test_paper_preset_builds_on_the_meta_device_without_storage() -> None:
+    """Every parameter and buffer of the 4.8 B-parameter preset is a meta tensor (no memory), and
+    the count is Qwen3-4B + its untied LM head + SigLIP so400m/14 run to block 25 (the numbers the
+    hf test checks against transformers) + the 3×3 pooling connector, the STTS scorer and the
+    frame embedding."""
+    cfg = composed()
+    with torch.device("meta"):
+        model = VideoVLM(cfg, cfg.lm.vocab_size)
+    tensors = [*model.parameters(), *model.buffers()]
+    assert tensors and all(t.is_meta for t in tensors)
+    d, mlp, grid = 1152, 4304, 27
+    siglip_block = 4 * d + 4 * (d * d + d) + 2 * d * mlp + mlp + d  # 2 LN, q k v o, fc1 fc2
+    siglip = 3 * 14 * 14 * d + d + grid * grid * d + 25 * siglip_block + 2 * d  # + post-LN
+    assert siglip == 382_508_240
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(model.vision.encoder) == siglip
+    assert count(model.fusion) == 4_022_468_096 + 151936 * 2560  # Qwen3-4B + untied head
+    assert model.vision.frame_embedding.numel() == 64 * 2560  # a learnt embedding per frame
+    rest = count(model.vision.connector) + count(model.vision.reducer) + 64 * 2560
+    assert count(model) == siglip + 4_022_468_096 + 151936 * 2560 + rest
+    assert 4.83e9 < count(model) < 4.84e9
+
+
+def _meta_fsdp_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: the preset (Molmo2-4B widths, reduced depth and vocabulary) built on meta, sharded
+    by FSDP2 while still on meta, then only this rank's shards materialised (`to_empty`) and
+    initialised; one training step on the same batch as the other rank."""
+    import os
+
+    from core.models.attention import RotaryEmbedding
+    from core.training.fsdp import shard_model
+    from tests.cell_fixtures import join_as_rank
+
+    join_as_rank(rank, world, port)
+    torch.distributed.init_process_group("gloo")
+    cfg = composed(*META_FSDP)
+    with torch.device("meta"):
+        model = VideoVLM(cfg, cfg.lm.vocab_size)
+    full = {n: list(p.shape) for n, p in model.named_parameters()}
+    shard_model(model, torch.device("cpu"), "fp32")
+    still_meta = all(p.to_local().is_meta for p in model.parameters())
+    model.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(1000 + rank)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            local = p.to_local()
+            if "norm" in name and name.endswith("weight"):
+                local.fill_(1.0)
+            elif name.endswith("bias"):
+                local.zero_()
+            else:
+                local.normal_(0.0, 0.02, generator=g)
+        rope = model.fusion.lm.rotary
+        rope.inv_freq.copy_(RotaryEmbedding(cfg.lm.head_dim, cfg.lm.rope_theta).inv_freq)
+    local = {n: p.to_local().numel() for n, p in model.named_parameters()}
+    batch = make_batch_like(cfg)
+    model.train()
+    loss = model(batch).loss
+    loss.backward()
+    grads_finite = all(torch.isfinite(p.grad.to_local()).all() for p in model.parameters())
+    torch.save(
+        {"full": full, "local": local, "still_meta": still_meta, "loss": float(loss.detach()),
+         "grads_finite": grads_finite},
+        os.path.join(out, f"rank{rank}.pt"),
+    )  # fmt: skip
+    torch.distributed.destroy_process_group()
+    os._exit(0)  # no interpreter teardown with gloo work referenced (see tests/test_fsdp.py)
+
+
+def make_batch_like(cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    return PAPER.make_batch(cfg, 1, torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_fsdp_materialises_only_each_ranks_half_of_a_meta_built_paper_model(tmp_path) -> None:
+    """Deferred initialisation at Molmo2-4B widths (2560 / 1152 wide, 32×128 q / 8 kv heads, SwiGLU
+    9728, MLP 4304; 3 ViT blocks (STTS at block 0) and 1 LM block, vocabulary 8192, so it runs
+    on CPU): sharded on meta,
+    each of 2 gloo ranks allocates half of every parameter (dim-0 shards), never the whole model;
+    the materialised model trains a step (same loss on both ranks: the batch and the all-gathered
+    weights are the same; finite gradients)."""
+    import torch.multiprocessing as mp
+
+    from tests.cell_fixtures import free_port
+
+    mp.spawn(_meta_fsdp_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    full = ranks[0]["full"]
+    numel = {name: math.prod(shape) for name, shape in full.items()}
+    assert sum(numel.values()) > 2e8 and full == ranks[1]["full"]
+    for r in ranks:
+        assert r["still_meta"] and r["grads_finite"]
+    for name, shape in full.items():  # dim-0 chunks of ceil(rows / 2) rows
+        shards = [r["local"][name] for r in ranks]
+        row = numel[name] // shape[0]
+        assert sum(shards) == numel[name] and max(shards) == -(-shape[0] // 2) * row, name
+    for r in ranks:  # every large matrix split: each rank holds half the model, not all of it
+        assert sum(r["local"].values()) < 0.51 * sum(numel.values())
+    assert math.isfinite(ranks[0]["loss"]) and ranks[0]["loss"] == ranks[1]["loss"]
