@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.grid import GridError, GridSpec, flatten, get_dotted, set_dotted
+from ablations.grid import GridError, GridSpec, Variant, flatten, get_dotted, set_dotted
 from ablations.overrides import AXIS_KEYS
 from core.config import ExperimentConfig
 from core.registry import FUSION_ARCHS, REDUCERS
@@ -43,6 +43,8 @@ def cell_name(axes: Mapping[str, Any]) -> str:
         else axes["arch"]
     )
     suffix = PROTOCOL_SUFFIX[axes.get("protocol", "scratch")]
+    if axes.get("variant"):
+        suffix += f"-{axes['variant']}"
     return f"{arch}-{axes['method']}-r{axes['ratio']:g}-l{axes['layer']}-s{axes['seed']}{suffix}"
 
 
@@ -92,12 +94,24 @@ class Composer:
     def base_axes(self) -> dict[str, Any]:
         return {axis: get_dotted(self.base, AXIS_KEYS[axis][0]) for axis in AXES}
 
+    def variant(self, axes: Mapping[str, Any]) -> Variant | None:
+        name = axes.get("variant")
+        return next((v for v in self.spec.variants if v.name == name), None) if name else None
+
     def protocol_sets(self, axes: Mapping[str, Any]) -> dict[str, Any]:
-        """The keys of the cell's protocol stage (base or fine-tune; zero-shot uses fine-tune's)."""
-        protocol = self.spec.protocol
-        if protocol is None or axes.get("protocol", "scratch") == "scratch":
-            return {}
-        return protocol.base if axes["protocol"] == "base" else protocol.finetune
+        """The keys of the cell's protocol stage (base or fine-tune; zero-shot uses fine-tune's; a
+        scratch variant trains for the base's budget), then its variant's keys."""
+        protocol, variant = self.spec.protocol, self.variant(axes)
+        stage = axes.get("protocol", "scratch")
+        out: dict[str, Any] = {}
+        if protocol is not None:
+            if stage == "base" or (stage == "scratch" and variant is not None and variant.scratch):
+                out.update(protocol.base)
+            elif stage in ("finetune", "zeroshot"):
+                out.update(protocol.finetune)
+        if variant is not None:
+            out.update(variant.set)
+        return out
 
     def sections_for(
         self, axes: Mapping[str, Any], base_id: str = ""
@@ -157,21 +171,28 @@ class Composer:
         """The cells of one axis combination: itself from scratch without a protocol; with one,
         its base, itself fine-tuned from that base and, for a training-free method, itself
         zero-shot on the base (bases repeat across combinations; compose_all keeps one)."""
+        variants = ["", *(v.name for v in self.spec.variants if v.match.matches(axes))]
         if self.spec.protocol is None:
-            cell = self.compose({**axes, "protocol": "scratch"})
-            return [] if cell is None else [cell]
+            cells = (self.compose({**axes, "protocol": "scratch", "variant": v}) for v in variants)
+            return [c for c in cells if c is not None]
         base = self.compose(_base_axes_of(axes, self.base_axes()["layer"]))
         if base is None:
             return []
         out = [base]
-        for protocol in ("finetune", "zeroshot"):
-            if protocol == "zeroshot" and not (
-                self.spec.protocol.zeroshot and training_free(axes["method"])
-            ):
+        for name in variants:
+            variant = self.variant({"variant": name})
+            if variant is not None and variant.scratch:
+                cell = self.compose({**axes, "protocol": "scratch", "variant": name})
+                out += [] if cell is None else [cell]
                 continue
-            cell = self.compose({**axes, "protocol": protocol}, base.cell_id)
-            if cell is not None:
-                out.append(cell)
+            for protocol in ("finetune", "zeroshot"):
+                if protocol == "zeroshot" and not (
+                    self.spec.protocol.zeroshot and training_free(axes["method"])
+                ):
+                    continue
+                cell = self.compose({**axes, "protocol": protocol, "variant": name}, base.cell_id)
+                if cell is not None:
+                    out.append(cell)
         return out
 
     def compose_all(self, max_errors: int = 8) -> list[CellSpec]:
@@ -208,7 +229,8 @@ class Composer:
 
 
 def _base_axes_of(axes: Mapping[str, Any], layer: Any) -> dict[str, Any]:
-    return {**axes, "method": "none", "ratio": 0.0, "layer": layer, "protocol": "base"}
+    base = {"method": "none", "ratio": 0.0, "layer": layer, "protocol": "base", "variant": ""}
+    return {**axes, **base}
 
 
 def flat_sections(frozen: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,18 @@ An optional `protocol` block turns the grid into the field's protocol (ablations
 `base` (dotted keys for the unpruned base trained once per arch × seed), `finetune` (keys for every
 cell of the axes, the unpruned control included, each started from its base), `zeroshot` (true:
 also evaluate every training-free method on its base, with no training).
+
+An optional `variants` block names config variants for an ablation: `{name: {match: {axis: values},
+set: {dotted.key: value}, protocol: scratch (optional)}}`. Every cell matching a variant gets a copy
+with the variant's keys set (its `variant` axis is the name; the grid's own cells have ""); with
+`protocol: scratch` the copy trains from scratch for the base's budget instead of being fine-tuned.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +45,11 @@ GRID_KEYS = (
     "wandb_group",
     "scales",
     "protocol",
+    "variants",
 )
 PROTOCOL_KEYS = ("base", "finetune", "zeroshot")
+VARIANT_KEYS = ("match", "set", "protocol")
+VARIANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 RULE_KEYS = ("match", "pin", "unless", "set")
 RESOURCE_KEYS = ("timeout_min", "cpus", "gpus", "mem_gb", "nodes", "tasks", "array_parallelism")
 DEFAULT_RESOURCES: dict[str, Any] = {
@@ -212,6 +221,42 @@ class Protocol:
         return cls(base=stages["base"], finetune=stages["finetune"], zeroshot=zeroshot)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named config variant of the cells it matches (see the module docstring)."""
+
+    name: str
+    match: Rule
+    set: dict[str, Any]
+    scratch: bool = False
+
+    @classmethod
+    def parse(cls, name: Any, data: Any, where: str) -> Variant:
+        where = f"{where}.{name}"
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise GridError(
+                f"{where}: a variant name is lower-case letters, digits and _, starting with a "
+                "letter (it becomes part of cell names). Fix: e.g. reference_aux."
+            )
+        if not isinstance(data, Mapping):
+            raise GridError(f"{where}={data!r}: expected a mapping with match and set.")
+        unknown = sorted(set(data) - set(VARIANT_KEYS))
+        if unknown:
+            raise GridError(f"{where}.{unknown[0]}: unknown key. Fix: use {VARIANT_KEYS}.")
+        match = Rule.parse({"match": data.get("match") or {}}, where, "exclude")
+        sets = flatten(data.get("set") or {})
+        check_experiment_keys(sets, f"{where}.set")
+        protocol = data.get("protocol")
+        if protocol not in (None, "scratch"):
+            raise GridError(
+                f"{where}.protocol={protocol!r}: a variant can only train from scratch. Fix: "
+                "use protocol: scratch, or leave it out (fine-tuned like the grid's cells)."
+            )
+        if not sets and protocol is None:
+            raise GridError(f"{where}: changes nothing. Fix: give set keys or protocol: scratch.")
+        return cls(name=name, match=match, set=sets, scratch=protocol == "scratch")
+
+
 @dataclass
 class GridSpec:
     name: str
@@ -223,6 +268,7 @@ class GridSpec:
     wandb_group: str = ""
     description: str = ""
     protocol: Protocol | None = None
+    variants: list[Variant] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GridSpec:
@@ -290,6 +336,7 @@ class GridSpec:
             wandb_group=str(data.get("wandb_group") or name),
             description=str(data.get("description") or ""),
             protocol=Protocol.parse(data.get("protocol"), f"{where}: grid.protocol"),
+            variants=_variants(data.get("variants"), f"{where}: grid.variants"),
         )
 
     def combinations(self, base_axes: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -332,6 +379,14 @@ class GridSpec:
             if rule.matches(axes) and rule.set:
                 out.update(rule.set)
         return out
+
+
+def _variants(data: Any, where: str) -> list[Variant]:
+    if data is None:
+        return []
+    if not isinstance(data, Mapping):
+        raise GridError(f"{where}={data!r}: expected a mapping of variant names to variants.")
+    return [Variant.parse(name, value, where) for name, value in data.items()]
 
 
 def resolve_grid(

@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.display import DISPLAY_COLUMNS, resolve_display
 from core.results import STATES, State
 
-GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol")
+GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol", "variant")
 # The protocol whose unpruned cell is the reference of each protocol's cells.
 REFERENCE_PROTOCOL = {
     "finetune": "finetune",
@@ -44,6 +44,8 @@ BASE_METRICS = (
     "vision_tokens_full",
     "kept_fraction",
     "vit_gflops",
+    "reducer_gflops",
+    "vision_gflops",
     "connector_gflops",
     "llm_gflops",
     "total_gflops",
@@ -59,22 +61,44 @@ BASE_METRICS = (
     "speedup_prefill_measured",
     "measured_over_analytic",
 )
-DERIVED = ("delta_accuracy", "speedup_step", "speedup_gflops", "memory_ratio")
-_REF_INPUTS = ("accuracy", "total_gflops", "peak_memory_mb")
+DERIVED = (
+    "delta_accuracy",
+    "speedup_step",
+    "speedup_gflops",
+    "speedup_vision_gflops",
+    "memory_ratio",
+)
+_REF_INPUTS = ("accuracy", "total_gflops", "vision_gflops", "peak_memory_mb")
 
 
 def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-cell columns ref_cell_id, ref_accuracy, delta_accuracy, speedup_step (the cell's own
-    side-by-side measured train-step speed-up), speedup_gflops (reference total_gflops / cell's)
+    side-by-side measured train-step speed-up), speedup_gflops (reference total_gflops / cell's),
+    speedup_vision_gflops (the same for the ViT plus its reducer's scoring)
     and memory_ratio (cell peak_memory_mb / reference's); NaN where the cell or its reference is
     not done."""
     out = with_display(cells.reset_index(drop=True))
+    # the vision side's cost: the ViT and the reducer that scores inside it
+    nan = pd.Series(np.nan, index=out.index)
+    vit = pd.to_numeric(out.get("vit_gflops", nan), errors="coerce")
+    reducer = pd.to_numeric(out.get("reducer_gflops", nan), errors="coerce").fillna(0.0)
+    out["vision_gflops"] = vit + reducer
     if "protocol" not in out.columns:
         out["protocol"] = "scratch"
     out["protocol"] = out["protocol"].fillna("scratch")
+    if "variant" not in out.columns:
+        out["variant"] = ""
+    out["variant"] = out["variant"].fillna("")
     out["_ref_protocol"] = out["protocol"].map(REFERENCE_PROTOCOL).fillna(out["protocol"])
     ref_cols = {c: f"ref_{c}" for c in ("cell_id", *_REF_INPUTS) if c in out.columns}
-    done_refs = out[(out["state"] == State.DONE) & out["method_is_reference"]]
+    done_refs = out[
+        (out["state"] == State.DONE) & out["method_is_reference"] & (out["variant"] == "")
+    ]
+    # a from-scratch cell of a protocol grid (a scratch variant): its reference is the base, the
+    # unpruned model trained from scratch for the same budget
+    scratch_refs = set(done_refs.loc[done_refs["protocol"] == "scratch", "grid"])
+    lone = (out["protocol"] == "scratch") & ~out["grid"].isin(scratch_refs)
+    out.loc[lone, "_ref_protocol"] = "base"
     refs = done_refs[["grid", "arch", "seed", "layer", "protocol", *ref_cols]].rename(
         columns={**ref_cols, "protocol": "_ref_protocol"}
     )
@@ -101,6 +125,9 @@ def add_reference(cells: pd.DataFrame) -> pd.DataFrame:
     out["delta_accuracy"] = col(out, "accuracy") - out["ref_accuracy"]
     out["speedup_step"] = col(out, "speedup_train_measured")
     out["speedup_gflops"] = ratio(col(matched, "ref_total_gflops"), col(out, "total_gflops"))
+    out["speedup_vision_gflops"] = ratio(
+        col(matched, "ref_vision_gflops"), col(out, "vision_gflops")
+    )
     out["memory_ratio"] = ratio(col(out, "peak_memory_mb"), col(matched, "ref_peak_memory_mb"))
     return out.drop(columns="_ref_protocol")
 
@@ -125,6 +152,8 @@ def aggregate(cells: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
     if "delta_accuracy" not in cells.columns:
         cells = add_reference(cells)
     cells = with_display(cells)
+    for column, default in (("protocol", "scratch"), ("variant", "")):
+        cells[column] = cells[column].fillna(default) if column in cells else default
     metrics = list(metrics) if metrics is not None else metric_columns(cells)
     rows = []
     for key, members in cells.groupby(list(GROUP_KEYS), dropna=False, sort=False):

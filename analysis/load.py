@@ -296,7 +296,15 @@ def clean_name(name: str) -> str:
 
 
 def _set_axes(row: dict[str, Any], axes: dict[str, Any], overwrite: bool = False) -> None:
-    casts = {"ratio": float, "layer": int, "seed": int, "arch": str, "method": str, "protocol": str}
+    casts = {
+        "ratio": float,
+        "layer": int,
+        "seed": int,
+        "arch": str,
+        "method": str,
+        "protocol": str,
+        "variant": str,
+    }
     for axis, cast in casts.items():
         if axis in axes and axes[axis] is not None and (overwrite or row.get(axis) is None):
             try:
@@ -310,7 +318,7 @@ def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadRepo
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         if row["state"] == "done" and row["_config"]:
-            key = (*(row[a] for a in AXES if a != "seed"), row["protocol"])
+            key = (*(row[a] for a in AXES if a != "seed"), row["protocol"], row["variant"])
             groups.setdefault(key, []).append(row)
     for key, members in groups.items():
         if len(members) < 2:
@@ -340,6 +348,7 @@ def _check_group_configs(grid: str, rows: list[dict[str, Any]], report: LoadRepo
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for row in rows:  # results of grids without a protocol: every cell trained from scratch
         row["protocol"] = row.get("protocol") or "scratch"
+        row["variant"] = row.get("variant") or ""
     df = pd.DataFrame(rows)
     for col in (*BASE_COLUMNS, "config_mismatch"):
         if col not in df.columns:

@@ -35,6 +35,8 @@ EFFICIENCY_NUMERIC = (
     "llm_gflops_mean",
     "total_gflops_mean",
     "speedup_gflops_mean",
+    "vision_gflops_mean",
+    "speedup_vision_gflops_mean",
     "train_step_s_mean",
     "train_step_s_std",
     "speedup_step_mean",
@@ -102,6 +104,8 @@ def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     if "protocol" in agg and set(agg["protocol"].dropna()) - {"scratch"}:
         cols["Protocol"] = agg["protocol"].map(lambda p: PROTOCOL_LABELS.get(p, p))
     cols["Method"] = agg["method_label"].astype(str)
+    if "variant" in agg and agg["variant"].fillna("").astype(str).str.len().any():
+        cols["Variant"] = agg["variant"].fillna("").map(lambda v: v or DASH)
     cols["Ratio"] = agg["ratio"].map(lambda r: f"{r:g}" if _ok(r) else DASH)
     cols["Layer"] = agg.apply(_layer_text, axis=1)
     return pd.DataFrame(cols, index=agg.index)
@@ -148,6 +152,9 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     shown["Vision tokens"] = agg["vision_tokens_llm_mean"].map(lambda v: fmt_num(v, 0))
     shown["GFLOPs"] = agg.apply(
         lambda r: _with_ratio(r["total_gflops_mean"], r["speedup_gflops_mean"], 2), axis=1
+    )
+    shown["ViT GFLOPs (+ scoring)"] = agg.apply(
+        lambda r: _with_ratio(r["vision_gflops_mean"], r["speedup_vision_gflops_mean"], 3), axis=1
     )
     shown["Step (s)"] = agg["train_step_s_mean"].map(lambda v: fmt_num(v, 3))
     shown["Speed-up (measured)"] = agg.apply(_speedup_text, axis=1)

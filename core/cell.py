@@ -12,6 +12,7 @@ trains (DDP, or FSDP with `train.parallel=fsdp`); only rank 0 evaluates and writ
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 import warnings
@@ -27,6 +28,7 @@ from torch import nn
 
 from core.config import ExperimentConfig
 from core.data import build_dataset, build_tokenizer, collate, prepare_data
+from core.data.datasets import SYNTHETIC, dataset_class
 from core.diagnostics import save_keep_example
 from core.efficiency import analytic_flops, hardware_info, peak_memory_info
 from core.efficiency.side_by_side import compare_interleaved
@@ -114,6 +116,31 @@ def load_all_but_reducer(model: nn.Module, weights: dict[str, torch.Tensor], sou
             f"unexpected {unexpected[:4]}). Fix: start from a checkpoint of the same vision, "
             "connector, lm and fusion settings."
         )
+
+
+def software_versions() -> dict[str, str]:
+    """The versions that determine a result besides the code: torch, numpy, and PyAV with the
+    FFmpeg/x264 builds that decode (and, for the synthetic benchmark, encoded) the clips."""
+    from core.data.synthetic.checksum import environment_versions
+
+    return {"torch": torch.__version__, **environment_versions()}
+
+
+def data_identity(cfg: Any) -> dict[str, str]:
+    """What the cell trained and evaluated on: the synthetic benchmark's content checksum (equal
+    checksums: the same decoded pixels, answers and ground truth), else the manifests' sha256."""
+    if cfg.dataset_name == SYNTHETIC:
+        from core.data.synthetic import benchmark_checksum
+
+        return {"dataset": cfg.dataset_name, "content_checksum": benchmark_checksum(cfg.data_root)}
+    location = dataset_class(cfg).data_location(cfg)
+    files = [location] if location.is_file() else sorted(location.rglob("*.jsonl"))
+    files += [] if location.is_file() else sorted(location.rglob("*.csv"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(location.parent)).encode())
+        digest.update(path.read_bytes())
+    return {"dataset": cfg.dataset_name, "manifest_sha256": digest.hexdigest()}
 
 
 def unpruned_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -567,6 +594,8 @@ class CellRun:
             "metrics": metrics,
             "efficiency": efficiency,
             "hardware": hardware_info(device),
+            "environment": software_versions(),
+            "data": data_identity(self.cfg.data),
             "timing": timing,
             "init": {"cell": self.cfg.train.init_cell, **self.init_info},
             "display": display_metadata(self.cfg),

@@ -51,8 +51,9 @@ AXES = ("arch", "method", "ratio", "layer", "seed")
 # unpruned control included); `zeroshot` = a training-free method evaluated on its base with no
 # training; `scratch` = trained from random initialisation (grids without a protocol).
 PROTOCOLS = ("base", "finetune", "zeroshot", "scratch")
-# Every planned cell records its sweep axes plus its protocol.
-CELL_AXES = (*AXES, "protocol")
+# Every planned cell records its sweep axes plus its protocol and its variant (the name of a
+# grid's config variant, "" for the grid's own cells).
+CELL_AXES = (*AXES, "protocol", "variant")
 
 # Keys that change where or how a cell runs, not what it computes: left out of the cell id, and
 # allowed to differ between the seeds of one group.

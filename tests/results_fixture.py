@@ -113,11 +113,13 @@ def gflops(ratio: float, layer: int) -> dict[str, float]:
     early = layer + 1 if ratio > 0 else VIT_DEPTH
     vit = 2.0 * early / VIT_DEPTH + 2.0 * (VIT_DEPTH - early) / VIT_DEPTH * kept / full
     connector, llm = 0.05, 0.5 + 0.03 * kept
+    reducer = 0.1 if ratio > 0 else 0.0  # the reducer's own scoring, inside the ViT
     return {
         "vit_gflops": vit,
+        "reducer_gflops": reducer,
         "connector_gflops": connector,
         "llm_gflops": llm,
-        "total_gflops": vit + connector + llm,
+        "total_gflops": vit + reducer + connector + llm,
     }
 
 

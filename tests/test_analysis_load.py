@@ -89,7 +89,7 @@ def test_metric_efficiency_hardware_columns(prune):
     assert r["count_needle"] == 10
     assert r["vision_tokens_llm"] == 64 and r["vision_tokens_full"] == 128
     assert r["train_step_s"] == pytest.approx(0.15)
-    assert r["total_gflops"] == pytest.approx(3.97)
+    assert r["total_gflops"] == pytest.approx(4.07)
     assert (r["device"], r["threads"], r["hostname"]) == ("cpu", 2, "fixture-host")
     assert r["wall_s"] == 60.0 and r["git_commit"] == "abc1234"
     assert df["ratio"].dtype == float and str(df["seed"].dtype) == "Int64"

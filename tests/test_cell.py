@@ -189,6 +189,10 @@ def test_result_json_is_complete_written_last_and_not_redone(
     assert e["timing_pairs"] == 5
     assert e["memory_method"] in ("vmhwm", "rss_sampling")
     assert result["hardware"]["device"] == "cpu" and result["hardware"]["threads"] == 1
+    assert result["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    env = result["environment"]
+    assert env["torch"] == torch.__version__ and {"pyav", "libavcodec", "numpy"} <= set(env)
+    assert result["data"]["dataset"] == "tinyqa" and len(result["data"]["manifest_sha256"]) == 64
     t = result["timing"]
     assert 0 < t["train_s"] <= t["wall_s"] and 0 < t["eval_s"] <= t["wall_s"]
     assert result["git_commit"] == git_commit() == read_status(cell_dir)["git_commit"]

@@ -69,6 +69,10 @@ def test_the_protocol_with_the_real_runner(tmp_path: Path, monkeypatch: pytest.M
     }
     base = results["jd-none-r0-l0-s0-base"]
     assert base["init"] == {"cell": ""} and base["config"]["train.steps"] == 3
+    checksum = base["data"]["content_checksum"]  # the benchmark every cell of the grid used
+    assert len(checksum) == 64 and all(
+        r["data"]["content_checksum"] == checksum for r in results.values()
+    )
     for name in ("jd-none-r0-l0-s0-ft", "jd-random-r0.5-l1-s0-ft", "jd-scorer-r0.5-l1-s0-ft"):
         tuned = results[name]
         assert tuned["init"]["cell"] == base["cell_id"] and tuned["init"]["step"] == 5  # 2 + 3

@@ -127,3 +127,60 @@ def test_local_backend_runs_the_stages_in_order(tmp_path: Path):
         if not name.endswith("-base"):
             seed = name.split("-s")[-1][0]
             assert result["base_value"] == read_result(cells[BASE.format(seed)])["value"]
+
+
+VARIANTS = (
+    "+grid.variants.reference_aux.match.method=scorer",
+    "+grid.variants.reference_aux.set.pruning.scorer.aux_loss=mse_sigmoid",
+    "+grid.variants.scratch.match.method=scorer",
+    "+grid.variants.scratch.protocol=scratch",
+)
+
+
+def test_variants_copy_the_cells_they_match_with_their_keys_or_from_scratch():
+    cells = compose(*VARIANTS)
+    ft = cells["jd-scorer-r0.5-l1-s0-ft"]
+    ref = cells["jd-scorer-r0.5-l1-s0-ft-reference_aux"]
+    assert ref.axes["variant"] == "reference_aux" and ref.base_id == ft.base_id
+    assert (ft.config.pruning.options.aux_loss, ref.config.pruning.options.aux_loss) == (
+        "bce_logits",
+        "mse_sigmoid",
+    )
+    scratch = cells["jd-scorer-r0.5-l1-s0-scratch"]
+    assert scratch.protocol == "scratch" and not scratch.base_id  # no base: random init
+    assert scratch.config.train.steps == 3  # the base's budget
+    assert not any(n.endswith(("-reference_aux", "-scratch")) for n in cells if "random" in n)
+    assert len(cells) == 2 * (1 + 3 + 1 + 2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["+grid.variants.Bad-Name.set.train.lr=0.1"], "a variant name is lower-case"),
+        (["+grid.variants.v1.match.method=scorer"], "changes nothing"),
+        (["+grid.variants.v1.set.train.lr=0.1"], r"v1.match: needs at least one axis"),
+        (
+            ["+grid.variants.v1.match.method=scorer", "+grid.variants.v1.protocol=finetune"],
+            "can only train from scratch",
+        ),
+        (
+            ["+grid.variants.v1.match.method=scorer", "+grid.variants.v1.set.trian.lr=0.1"],
+            "not an experiment key",
+        ),
+    ],
+)
+def test_bad_variants_are_refused_naming_the_fix(overrides, needle):
+    with pytest.raises(ValueError, match=needle):
+        compose(*overrides)
+
+
+def test_a_scratch_variant_is_compared_with_the_base(tmp_path: Path):
+    from analysis.aggregate import aggregate
+    from analysis.load import load_results
+
+    assert launch(tmp_path, "backend=inline", *VARIANTS) == 0
+    agg = aggregate(load_results(tmp_path, "smoke")[0])
+    row = agg[(agg["method"] == "scorer") & (agg["variant"] == "scratch")].iloc[0]
+    base = agg[(agg["protocol"] == "base")].iloc[0]
+    assert row["protocol"] == "scratch" and row["n"] == 2
+    assert row["delta_accuracy_mean"] == pytest.approx(row["accuracy_mean"] - base["accuracy_mean"])

@@ -25,9 +25,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_capability() -> str:
+    """The SIMD level torch's CPU kernels use (e.g. AVX512, AVX2): it changes their rounding, so
+    two machines give bit-different results from the same code, data and seed."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
 def hardware_info(device: torch.device | str | None = None) -> dict[str, Any]:
-    """{device, device_name, threads, cpu_count, torch, cuda, python, hostname} for `device`
-    (default: cuda when available, else cpu)."""
+    """{device, device_name, threads, cpu_count, cpu_capability, torch, cuda, python, hostname}
+    for `device` (default: cuda when available, else cpu)."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = device if isinstance(device, torch.device) else torch.device(device)
@@ -37,6 +46,7 @@ def hardware_info(device: torch.device | str | None = None) -> dict[str, Any]:
         "device_name": name,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count() or 0,
+        "cpu_capability": cpu_capability(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda or "",
         "python": platform.python_version(),
