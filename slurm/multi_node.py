@@ -96,7 +96,9 @@ def render_sbatch(
         "set -euo pipefail",
         f"cd {shlex.quote(str(REPO))}",
         *(profile.get("setup") or []),
-        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        # the whole list read, never `| head -n 1`: under pipefail its SIGPIPE would end the job
+        'mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
+        'head_node="${hosts[0]}"',
         f'export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         "srun --ntasks-per-node=1 --kill-on-bad-exit=1 "
         f"{python} -m torch.distributed.run "

@@ -54,13 +54,15 @@ def test_the_example_profile_renders_one_torchrun_task_per_node(tmp_path) -> Non
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
-def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path) -> None:
+@pytest.mark.parametrize("nodes", [2, 20000])
+def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path, nodes) -> None:
     """bash runs the script with `scontrol` and `srun` stand-ins: srun receives one torchrun per
-    node, rendezvous at the first host of the allocation, after the profile's setup ran."""
+    node, rendezvous at the first host of the allocation, after the profile's setup ran. A host
+    list longer than a pipe's buffer is read whole (no SIGPIPE under `set -o pipefail`)."""
     bin_dir, log = tmp_path / "bin", tmp_path / "srun.json"
     bin_dir.mkdir()
     shims = {
-        "scontrol": '[ "$1 $2" = "show hostnames" ] && printf "gpu-017\\ngpu-018\\n"',
+        "scontrol": f'[ "$1 $2" = "show hostnames" ] && seq -f "gpu-%03g" 17 {16 + nodes}',
         "srun": f"{sys.executable} -c \"import json, os, sys; json.dump({{'argv': sys.argv[1:], "
         f"'setup': os.environ.get('SETUP_RAN'), 'path': os.environ['PYTHONPATH']}}, "
         f"open('{log}', 'w'))\" \"$@\"",
@@ -75,10 +77,10 @@ def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path) -
         "test profile",
     )  # fmt: skip
     cell_dir = cell(tmp_path)
-    script = MULTI.render_sbatch(cell_dir, profile, nodes=2, port=29611, timeout_min=90)
+    script = MULTI.render_sbatch(cell_dir, profile, nodes=nodes, port=29611, timeout_min=90)
     d = directives(script)
     assert d["time"] == "90" and d["gres-flags"] == "enforce-binding" and "account" not in d
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": "2",
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": str(nodes),
            "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-[017-018]"}  # fmt: skip
     proc = subprocess.run(["bash"], input=script, text=True, env=env, capture_output=True)
     assert proc.returncode == 0, proc.stderr
@@ -90,7 +92,7 @@ def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path) -
     from torch.distributed.run import get_args_parser
 
     args = get_args_parser().parse_args(argv[5:])
-    assert (args.nnodes, args.nproc_per_node) == ("2", "4")
+    assert (args.nnodes, args.nproc_per_node) == (str(nodes), "4")
     assert (args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id) == (
         "c10d",
         "gpu-017:29611",
