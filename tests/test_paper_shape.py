@@ -428,3 +428,32 @@ def test_fsdp_materialises_only_each_ranks_half_of_a_meta_built_paper_model(tmp_
     for r in ranks:  # every large matrix split: each rank holds half the model, not all of it
         assert sum(r["local"].values()) < 0.51 * sum(numel.values())
     assert math.isfinite(ranks[0]["loss"]) and ranks[0]["loss"] == ranks[1]["loss"]
+
+
+def test_paper_shape_smoke_measures_every_setting_and_profiles(tmp_path):
+    """benchmarks/paper_shape.py --smoke --profile: every frames × topk setting measured, the packed
+    blocks equal to the per-frame run, the analytic speed-up the FLOPs model's, the profile split
+    into parts (STTS's packed blocks and scorer present, the unpruned model's absent)."""
+    from tests.test_benchmarks_smoke import run_smoke
+
+    text = run_smoke("paper_shape.py", tmp_path, "--profile")
+    assert "Machine:" in text and "## Profile: 4 frames, topk 0.5" in text
+    state = json.loads((tmp_path / "paper_shape.json").read_text())
+    assert state["complete"] and not state["skipped"]
+    order = [(r["frames"], r["ratio"]) for r in state["rows"]]  # ratio-major, 0.5 first
+    assert order == [(f, r) for r in (0.5, 0.3, 0.7) for f in (4, 8)]
+    rows = {(r["frames"], r["ratio"]): r for r in state["rows"]}
+    sections = PAPER.preset_sections(smoke=True)
+    for (frames, ratio), row in rows.items():
+        ref = analytic_flops(PAPER.bench_config(sections, frames, 0.0, 16)).total
+        cand = analytic_flops(PAPER.bench_config(sections, frames, ratio, 16)).total
+        assert row["analytic"]["even"] == ref / cand
+        assert row["packing"]["rel_diff"] < 1e-5
+        for kind in ("train", "prefill"):
+            assert row[kind]["pairs"] == 2 and row[kind]["candidate_s"] > 0
+    profile = rows[(4, 0.5)]["profile"]
+    for kind in ("prefill", "train"):
+        stts, unpruned = profile["stts"][kind]["ms"], profile["unpruned"][kind]["ms"]
+        assert stts["vit_packed"] > 0 and stts["scorer"] > 0 and stts["llm"] > 0
+        assert unpruned["vit_packed"] == unpruned["scorer"] == 0 and unpruned["vit"] > 0
+    assert profile["stts"]["train"]["ms"]["rest"] > 0  # the backward
