@@ -38,7 +38,11 @@ def test_all_outputs_exist(outputs):
         assert paths[key].is_file() and paths[key].stat().st_size > 0, key
         assert out in paths[key].parents
     figures = sorted(k for k in paths if k.startswith("figure_"))
-    assert len(figures) == 12  # six figures × (pdf, png)
+    assert len(figures) == 14  # seven figures × (pdf, png)
+    assert {
+        "figure_accuracy_vs_speedup_by_stage_pdf",
+        "figure_accuracy_vs_speedup_by_stage_png",
+    } <= set(figures)
 
 
 def test_html_is_one_self_contained_file(outputs):
@@ -46,7 +50,7 @@ def test_html_is_one_self_contained_file(outputs):
     text = paths["html"].read_text()
     assert not re.search(r"""(src|href)=["'](?!data:)""", text)  # no external files or URLs
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
-    assert len(images) == 6
+    assert len(images) == 7
     assert all(base64.b64decode(img)[:8] == PNG_MAGIC for img in images)
     # load report, failed/new cells with reasons, hardware
     for needle in (
@@ -79,7 +83,7 @@ def test_all_new_grid_still_reports(tmp_path):
     paths = write_report(tmp_path, "g", log=logs.append)
     assert paths["html"].parent == default_out_dir(tmp_path, "g")
     assert not any(k.startswith("figure_") for k in paths)
-    assert len(logs) == 6 and all("skipped" in line for line in logs)
+    assert len(logs) == 7 and all("skipped" in line for line in logs)
     assert "| new |" in paths["efficiency_md"].read_text()
     assert "2 new" in paths["load_report"].read_text()
     assert "skipped accuracy_vs_ratio" in paths["html"].read_text()
