@@ -26,6 +26,7 @@ from ablations.cells import CellSpec, Composer
 from ablations.checks import PrecheckError, precheck
 from ablations.claims import Claims, held_by
 from ablations.collect import collect
+from ablations.estimate import dry_run_line
 from ablations.grid import GridSpec, resolve_grid
 from ablations.jobs import grid_live_jobs
 from ablations.overrides import CommandLine, plain, read_command_line
@@ -178,6 +179,8 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
     backend = choose_backend(run.backend)
     if cfg.dry_run:
         print(render(plan, cost_estimate([pc.cell for pc in plan.to_run()])))
+        if cfg.get("estimate", True):
+            print(dry_run_line([pc.cell for pc in plan.to_run()]), flush=True)
         try:  # what a real launch would refuse, shown without refusing
             precheck([pc.cell for pc in plan.to_run()], backend, bool(cfg.get("precheck", True)))
         except PrecheckError as exc:

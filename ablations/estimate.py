@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +164,28 @@ def describe(estimate: dict[str, Any]) -> str:
         f"thread(s) in {estimate['timing_s']:.0f} s; data generation and decoding not included"
         f"{note})"
     )
+
+
+MAX_STEP_GFLOPS = 2000.0  # larger models are not built here to time them (a paper-scale LM on CPU)
+
+
+def dry_run_line(cells: Sequence[Any]) -> str:
+    """The dry run's estimate line, or why there is none (nothing to run, a device this process
+    cannot use, a model too large to build here only for timing)."""
+    if not cells:
+        return "estimated compute: nothing to run"
+    devices = {c.config.train.device for c in cells}
+    if devices - {"cpu", "auto"} or (devices == {"auto"} and torch.cuda.is_available()):
+        return f"estimated compute: not timed (cells train on {sorted(devices)}; this times CPU)"
+    from core.efficiency.flops import analytic_flops
+
+    biggest = max(3 * analytic_flops(c.config).total * c.config.train.batch_size for c in cells)
+    if biggest > MAX_STEP_GFLOPS:
+        return (
+            f"estimated compute: not timed (a training step is {biggest / 1e3:.1f} TFLOP: too "
+            "large to build here only for timing; see the FLOPs above)"
+        )
+    return describe(estimate_wall_time(cells))
 
 
 def format_duration(seconds: float) -> str:

@@ -74,3 +74,30 @@ def test_real_steps_are_timed_on_a_tiny_model(method: str) -> None:
     assert times.forward_s > 0 and times.train_s > 0 and math.isfinite(times.train_s)
     line = estimate.describe(estimate.estimate_wall_time(cells[:1], timer=lambda c: times))
     assert line.startswith("estimated compute: ") and "distinct models timed here" in line
+
+
+def test_dry_run_line_refuses_to_build_paper_scale_models_and_handles_nothing_to_run() -> None:
+    assert estimate.dry_run_line([]) == "estimated compute: nothing to run"
+    paper = grid_cells("grid=smoke", "scale=paper")
+    line = estimate.dry_run_line(paper)
+    assert "not timed" in line and "TFLOP" in line  # returned at once, nothing built
+    cuda = grid_cells("grid=smoke", "train.device=cuda")
+    assert "not timed (cells train on ['cuda']" in estimate.dry_run_line(cuda)
+
+
+def test_dry_run_prints_the_estimate(tmp_path, capsys) -> None:
+    overrides = (
+        "grid=smoke",
+        f"results_root={tmp_path}",
+        "dry_run=true",
+        "train.batch_size=2",
+        "backend=inline",
+    )
+    cfg = hydra_conf.compose_launch(overrides)
+    assert app.main(cfg, list(overrides)) == 0
+    out = capsys.readouterr().out
+    assert "estimated compute: " in out and "distinct models timed here" in out
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    cfg = hydra_conf.compose_launch((*overrides, "estimate=false"))
+    assert app.main(cfg, [*overrides, "estimate=false"]) == 0
+    assert "estimated compute" not in capsys.readouterr().out

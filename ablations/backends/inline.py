@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ablations.backends.base import LaunchSettings, Stage, Submit
+from ablations.backends.grid_progress import GridProgress
 from ablations.backends.job import run_held
 from ablations.claims import Claims, held_by
 from ablations.grid import GridSpec
@@ -26,8 +27,9 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
         jobs = {d.name: f"inline-{os.getpid()}" for d in every}
         record_jobs(grid_dir, "inline", jobs, settings.lease_s)
         done = 0
+        progress = GridProgress(every)
         for stage in stages:
-            run_inline(stage.cells, settings.cell_fn, stage, done, len(every), claims)
+            run_inline(stage.cells, settings.cell_fn, stage, done, len(every), claims, progress)
             done += len(stage.cells)
         return True
 
@@ -41,6 +43,7 @@ def run_inline(
     offset: int = 0,
     total: int | None = None,
     claims: Claims | None = None,
+    progress: GridProgress | None = None,
 ) -> dict[str, str | None]:
     """{cell dir name: None if it finished, else why not}; every cell is attempted, except one
     whose base (per `stage`) is not done or whose claim another process holds."""
@@ -55,7 +58,11 @@ def run_inline(
                 outcome[cell_dir.name] = f"not run: its claim is held by {held_by(cell_dir)}"
                 print(f"{tag} {outcome[cell_dir.name]}", flush=True)
                 continue
-            outcome[cell_dir.name] = run_one(cell_dir, cell_fn, stage, tag, claims)
+            start = time.perf_counter()
+            outcome[cell_dir.name] = why = run_one(cell_dir, cell_fn, stage, tag, claims)
+            if progress is not None and not (why or "").startswith("waiting"):
+                ok = why is None
+                print(progress.record(cell_dir, time.perf_counter() - start, ok), flush=True)
     finally:
         if own:
             claims.close()
