@@ -7,35 +7,19 @@ and PNG side by side.
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.palette import METHOD_STYLES, MethodStyle, method_style
 
-@dataclass(frozen=True)
-class MethodStyle:
-    color: str
-    marker: str
+__all__ = ["METHOD_STYLES", "MethodStyle", "method_style"]
 
-
-# Okabe–Ito colours (colour-blind safe) for the methods the paper shows; STTS the strongest blue.
-METHOD_STYLES = {
-    "none": MethodStyle("#000000", "*"),
-    "random": MethodStyle("#7f7f7f", "v"),
-    "easy": MethodStyle("#E69F00", "s"),
-    "heuristic": MethodStyle("#CC79A7", "D"),
-    "scorer": MethodStyle("#0072B2", "o"),
-    "oracle": MethodStyle("#009E73", "^"),
-}
-_FALLBACK_COLORS = ("#D55E00", "#56B4E9", "#8C564B", "#BCBD22", "#17BECF", "#9467BD")
-_FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
 
 RC = {
     "font.family": "DejaVu Sans",
@@ -57,16 +41,6 @@ RC = {
     "pdf.fonttype": 42,
     "hatch.linewidth": 0.8,
 }
-
-
-def method_style(method: str) -> MethodStyle:
-    """The fixed style of a method key; other keys get a stable colour/marker from their hash."""
-    if method in METHOD_STYLES:
-        return METHOD_STYLES[method]
-    h = int(hashlib.sha1(str(method).encode()).hexdigest(), 16)
-    return MethodStyle(
-        _FALLBACK_COLORS[h % len(_FALLBACK_COLORS)], _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)]
-    )
 
 
 @contextmanager

@@ -1,0 +1,66 @@
+"""One colour and marker per method key, shared by the paper figures and the HTML report's plots.
+
+Colours are Okabe–Ito (colour-blind safe) for the methods the paper shows; any other key gets a
+stable colour and marker from its hash, so a new reducer is drawn the same way in every grid.
+Markers are matplotlib codes; the HTML report draws the same shapes in SVG. The protocol is never
+a colour: filled = trained (fine-tuned or from scratch), hollow = zero-shot, and the unpruned base
+is the reference star (see `protocol_fill`). A variant keeps its method's colour and gets a marker
+of its own (`variant_marker`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    color: str
+    marker: str
+
+
+METHOD_STYLES = {
+    "none": MethodStyle("#000000", "*"),
+    "random": MethodStyle("#7f7f7f", "v"),
+    "easy": MethodStyle("#E69F00", "s"),
+    "heuristic": MethodStyle("#CC79A7", "D"),
+    "scorer": MethodStyle("#0072B2", "o"),
+    "oracle": MethodStyle("#009E73", "^"),
+}
+FALLBACK_COLORS = ("#D55E00", "#56B4E9", "#8C564B", "#BCBD22", "#17BECF", "#9467BD")
+FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
+# markers of named variants, in the order a grid's variants are sorted (never the method markers)
+VARIANT_MARKERS = ("P", "X", "h", "p", "<", ">", "d", "8")
+REFERENCE_MARKER = "*"
+# protocols whose points are drawn hollow: evaluated without training the pruned model
+HOLLOW_PROTOCOLS = ("zeroshot",)
+
+
+def _hash(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest(), 16)
+
+
+def method_style(method: str) -> MethodStyle:
+    """The fixed style of a method key; other keys get a stable colour/marker from their hash."""
+    if method in METHOD_STYLES:
+        return METHOD_STYLES[method]
+    h = _hash(str(method))
+    return MethodStyle(
+        FALLBACK_COLORS[h % len(FALLBACK_COLORS)], FALLBACK_MARKERS[h % len(FALLBACK_MARKERS)]
+    )
+
+
+def variant_marker(variant: str, variants: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The marker of a named variant (None for the plain config ""): its position among the
+    grid's `variants` when given (distinct within a figure), else a stable hash."""
+    if not variant:
+        return None
+    named = sorted({v for v in variants if v})
+    index = named.index(variant) if variant in named else _hash(variant)
+    return VARIANT_MARKERS[index % len(VARIANT_MARKERS)]
+
+
+def protocol_fill(protocol: str) -> bool:
+    """Filled markers for trained cells (base, fine-tuned, from scratch), hollow for zero-shot."""
+    return protocol not in HOLLOW_PROTOCOLS
