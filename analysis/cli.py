@@ -5,6 +5,7 @@ grid; `python -m paper_figures.report` is the same command with the paper figure
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,15 @@ def grid_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_titles_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-titles",
+        action="store_true",
+        help="figures without a headline (for a paper: each figure's caption is written beside "
+        "it as <figure>.caption.txt and .caption.tex)",
+    )
+
+
 def main(
     argv: Sequence[str] | None = None,
     figures: FigureMaker | None = None,
@@ -41,6 +51,7 @@ def main(
     )
     if figures is not None:
         parser.add_argument("--no-figures", action="store_true", help="tables and HTML only")
+        add_titles_flag(parser)
     parser.add_argument(
         "--wandb",
         metavar="ENTITY/PROJECT",
@@ -50,6 +61,8 @@ def main(
     args = parser.parse_args(argv)
     if getattr(args, "no_figures", False):
         figures = None
+    elif figures is not None and args.no_titles:
+        figures = functools.partial(figures, titles=False)
 
     grids = args.grids or list_grids(args.results)
     _, report = load_results(args.results, grids or None)

@@ -4,7 +4,7 @@ Colours are Okabe–Ito (colour-blind safe) for the methods the paper shows; any
 stable colour and marker from its hash, so a new reducer is drawn the same way in every grid.
 Markers are matplotlib codes; the HTML report draws the same shapes in SVG. The protocol is never
 a colour: filled = trained (fine-tuned or from scratch), hollow = zero-shot, and the unpruned base
-is the reference star (see `protocol_fill`). A variant keeps its method's colour and gets a marker
+is the reference star, hollow like everything evaluated on its weights (see `protocol_fill`). A variant keeps its method's colour and gets a marker
 of its own (`variant_marker`).
 """
 
@@ -33,8 +33,9 @@ FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
 # markers of named variants, in the order a grid's variants are sorted (never the method markers)
 VARIANT_MARKERS = ("P", "X", "h", "p", "<", ">", "d", "8")
 REFERENCE_MARKER = "*"
-# protocols whose points are drawn hollow: evaluated without training the pruned model
-HOLLOW_PROTOCOLS = ("zeroshot",)
+# protocols whose points are drawn hollow: the unpruned base's weights (the base itself, and the
+# methods evaluated zero-shot on it), never trained with pruning
+HOLLOW_PROTOCOLS = ("base", "zeroshot")
 
 
 def _hash(text: str) -> int:
@@ -62,5 +63,6 @@ def variant_marker(variant: str, variants: list[str] | tuple[str, ...] = ()) -> 
 
 
 def protocol_fill(protocol: str) -> bool:
-    """Filled markers for trained cells (base, fine-tuned, from scratch), hollow for zero-shot."""
+    """Filled markers for weights trained with the cell's own config (fine-tuned, from scratch),
+    hollow for the base's weights (the base, zero-shot)."""
     return protocol not in HOLLOW_PROTOCOLS

@@ -33,8 +33,8 @@ class FigureOutcome:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-# (grid data, output folder, log) → outcome
-FigureMaker = Callable[[GridData, Path, Callable[[str], None]], FigureOutcome]
+# (grid data, output folder, log, *, titles=True) → outcome
+FigureMaker = Callable[..., FigureOutcome]
 
 
 def default_out_dir(results_root: str | Path, grid: str) -> Path:
