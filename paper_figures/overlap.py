@@ -56,7 +56,7 @@ def clusters(points: list[np.ndarray], sizes: list[float], gap: float = 1.0) -> 
     return [g for g in groups.values() if len(g) > 1]
 
 
-def spread(fig: Figure, ax: Axes, marks: list[Mark], gap: float = 2.0, rounds: int = 8) -> float:
+def spread(fig: Figure, ax: Axes, marks: list[Mark], gap: float = 2.0, rounds: int = 50) -> float:
     """Shift the touching marks of `ax` sideways (see the module docstring); returns the largest
     shift in points (0 when nothing overlapped). Call after limits and layout are set.
 

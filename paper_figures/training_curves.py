@@ -50,7 +50,12 @@ def curve(rows: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def make(data: GridData, out_dir: str | Path) -> list[Path]:
     history = data.history
-    trained = history[history["protocol"].isin(TRAINED) & (history["phase"] == "train")]
+    logged = {"protocol", "phase", LOSS} <= set(history.columns)
+    trained = (
+        history[history["protocol"].isin(TRAINED) & (history["phase"] == "train")]
+        if logged
+        else history.iloc[0:0]
+    )
     if trained.empty or LOSS not in trained or trained[LOSS].notna().sum() == 0:
         raise SkipFigure(f"no {LOSS} rows in the metrics.jsonl of done trained cells")
     history = _slice(data, history)
