@@ -23,11 +23,10 @@ from core.io import (
     read_jsonl,
     write_json_atomic,
 )
-from core.results import METRICS_FILE
+from core.results import METRICS_FILE, WANDB_RECORD
 
 PHASES = ("train", "eval")
 SUMMARY_FILE = "summary.json"
-WANDB_RECORD = "wandb_run.json"
 KEY_SEP = "/"  # replaces "." in config keys sent to W&B (its filters mishandle dotted keys)
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}
 
@@ -210,6 +209,7 @@ def _init_wandb(
         )
         return None
     record["run_dir"] = str(getattr(getattr(run, "settings", None), "sync_dir", "") or "")
+    record["url"] = str(getattr(run, "url", "") or "") if mode == "online" else ""
     write_json_atomic(cell_dir / WANDB_RECORD, record)
     print(f"[{run_name}] {wandb_line(mode, run, record['run_dir'])}", flush=True)
     return WandbLogger(run)
