@@ -66,3 +66,30 @@ def protocol_fill(protocol: str) -> bool:
     """Filled markers for weights trained with the cell's own config (fine-tuned, from scratch),
     hollow for the base's weights (the base, zero-shot)."""
     return protocol not in HOLLOW_PROTOCOLS
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    """How a (method, protocol, variant) series is drawn, in figures and in the report."""
+
+    color: str
+    marker: str
+    filled: bool
+    reference: bool
+
+
+def series_style(
+    method: str,
+    protocol: str,
+    variant: str = "",
+    *,
+    is_reference: bool = False,
+    variants: list[str] | tuple[str, ...] = (),
+) -> SeriesStyle:
+    """The method's colour; the variant's marker, else the reference star or the method's
+    marker; filled unless the weights are the base's (`protocol_fill`)."""
+    base = method_style(method)
+    marker = variant_marker(variant, variants) or (
+        REFERENCE_MARKER if is_reference else base.marker
+    )
+    return SeriesStyle(base.color, marker, protocol_fill(protocol), is_reference)

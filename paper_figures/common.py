@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from analysis.data import GridData
 from analysis.display import PROTOCOL_ORDER, protocol_label
-from analysis.palette import REFERENCE_MARKER, method_style, protocol_fill, variant_marker
+from analysis.palette import protocol_fill, series_style
 from paper_figures import style
 from paper_figures.overlap import Mark, errorbar_artists, spread
 
@@ -94,16 +94,15 @@ def series_rows(rows: pd.DataFrame, key: SeriesKey) -> pd.DataFrame:
 
 
 def look(data: GridData, key: SeriesKey) -> Look:
-    """The look of a series (see the module docstring)."""
+    """The look of a series (see the module docstring and analysis.palette.series_style)."""
     method, protocol, variant = key
-    base = method_style(method)
     variants = sorted(set(data.agg["variant"].fillna(""))) if "variant" in data.agg else []
     reference = data.labels.is_reference(method)
-    marker = variant_marker(variant, variants) or (REFERENCE_MARKER if reference else base.marker)
+    drawn = series_style(method, protocol, variant, is_reference=reference, variants=variants)
     label = data.labels.series(method, variant)
     if reference and _protocols(data):  # the base and the fine-tuned unpruned model differ
         label = f"{label} ({protocol_label(protocol)})"
-    return Look(label, base.color, marker, protocol_fill(protocol), 10.0 if reference else 6.5)
+    return Look(label, drawn.color, drawn.marker, drawn.filled, 10.0 if reference else 6.5)
 
 
 def draw_point(
