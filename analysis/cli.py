@@ -12,6 +12,7 @@ from pathlib import Path
 
 from analysis.load import load_results
 from analysis.report import FigureMaker, default_out_dir, write_grid_outputs
+from analysis.wandb_log import MODES
 from core.results import list_grids
 
 
@@ -58,6 +59,14 @@ def main(
         default=None,
         help="join W&B runs of the grid's group (only when online)",
     )
+    parser.add_argument(
+        "--wandb-log",
+        choices=MODES,
+        default="auto",
+        help="log the table and figures as the grid's W&B analysis run (job_type=analysis, in "
+        "the grid's group); auto: when the grid's cells logged to W&B, online with "
+        "WANDB_API_KEY else offline; WANDB_MODE wins (default: auto)",
+    )
     args = parser.parse_args(argv)
     if getattr(args, "no_figures", False):
         figures = None
@@ -76,7 +85,14 @@ def main(
         else:
             out = Path(args.out) / grid if len(report.grids) > 1 else Path(args.out)
         print(f"\n== {grid} ==")
-        paths = write_grid_outputs(args.results, grid, out, figures=figures, wandb_path=args.wandb)
+        paths = write_grid_outputs(
+            args.results,
+            grid,
+            out,
+            figures=figures,
+            wandb_path=args.wandb,
+            wandb_log=args.wandb_log,
+        )
         _print_paths(paths, out)
     return 0
 

@@ -18,7 +18,8 @@ from analysis.data import GridData
 from analysis.html_report import render_html
 from analysis.load import LoadReport, load_results
 from analysis.tables import write_tables
-from core.results import ANALYSIS_DIR, list_grids
+from analysis.wandb_log import log_grid, resolve_mode
+from core.results import ANALYSIS_DIR, WANDB_RECORD, list_grids
 
 
 @dataclass
@@ -45,10 +46,13 @@ def write_grid_outputs(
     *,
     figures: FigureMaker | None = None,
     wandb_path: str | None = None,
+    wandb_log: str = "disabled",
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Write all outputs of `grid` into out_dir (default: default_out_dir) and return name → path
     (keys like 'efficiency_md', 'figure_accuracy_vs_ratio_png', 'cells_csv', 'load_report', 'html').
+    `wandb_log` (auto, online, offline, disabled: analysis.wandb_log.resolve_mode) also logs the
+    table and figures as the grid's W&B analysis run ('wandb_record' names its record).
     Raises FileNotFoundError naming the available grids when the grid does not exist."""
     root = Path(results_root)
     available = list_grids(root)
@@ -62,6 +66,7 @@ def write_grid_outputs(
     cells, report = load_results(root, grid)
     if wandb_path:
         cells = _join_wandb(cells, report, wandb_path, grid)
+    mode = resolve_mode(wandb_log, cells)
     data = GridData.from_cells(root, grid, cells, report.messages)
 
     paths = write_tables(data.agg, out / "tables", title=grid)
@@ -84,6 +89,8 @@ def write_grid_outputs(
     paths["html"].write_text(
         render_html(data, report, out, figure_pngs, skipped, figures is not None)
     )
+    if mode != "disabled" and log_grid(data, out, figure_pngs, mode, log=log) is not None:
+        paths["wandb_record"] = out / WANDB_RECORD
     return paths
 
 

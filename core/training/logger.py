@@ -32,11 +32,15 @@ _LEGACY_MODES = {"dryrun": "offline", "run": "online"}
 
 
 class RunLogger:
-    """Interface: `log` a metrics dict at a step of a phase, set final `summary` values, `finish`.
-    The base class is the no-op logger given to non-zero ranks."""
+    """Interface: `log` a metrics dict at a step of a phase, an `image`, set final `summary`
+    values, `finish`. The base class is the no-op logger given to non-zero ranks."""
 
     def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
         _check_phase(phase)
+
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        """An image (uint8 HxWx3 array or a PNG path) for the run's dashboard; files on disk keep
+        their own copy, so only the W&B mirror does anything."""
 
     def summary(self, d: dict[str, Any]) -> None:
         return None
@@ -106,6 +110,15 @@ class WandbLogger(RunLogger):
         # requeued run that resumes from its last checkpoint.
         self._guard("log", lambda: self.run.log({**metrics, "step": int(step)}))
 
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        def send() -> None:
+            import wandb
+
+            picture = wandb.Image(str(image) if isinstance(image, Path) else image, caption=caption)
+            self.run.log({key: picture, "step": int(step)})
+
+        self._guard("image", send)
+
     def summary(self, d: dict[str, Any]) -> None:
         self._guard("summary", lambda: self.run.summary.update(dict(d)))
 
@@ -120,6 +133,10 @@ class CompositeLogger(RunLogger):
     def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
         for lg in self.loggers:
             lg.log(metrics, step, phase)
+
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        for lg in self.loggers:
+            lg.image(key, image, step, caption)
 
     def summary(self, d: dict[str, Any]) -> None:
         for lg in self.loggers:
