@@ -59,7 +59,8 @@ def html_table(
 ) -> str:
     """An escaped HTML table in a `.table-wrap` (sortable and filterable by the script); columns
     named in CATEGORY_COLUMNS get filter menus; `raw_html` columns hold trusted markup (links
-    built here); row_class may mark rows ('warn', 'bad')."""
+    built here); row_class may mark rows ('warn', 'bad'); `table_id` names the wrapper (the
+    table and its filter bar)."""
     if frame.empty:
         return "<p class='muted'>no rows</p>"
     raw = set(raw_html)
@@ -77,7 +78,7 @@ def html_table(
         body.append(f"<tr class='{cls}'>{cells}</tr>" if cls else f"<tr>{cells}</tr>")
     ident = f" id='{html.escape(table_id)}'" if table_id else ""
     return (
-        f"<div class='table-wrap'><table{ident}><thead><tr>{head}</tr></thead>"
+        f"<div class='table-wrap'{ident}><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -136,7 +137,7 @@ def render_html(
         shown, _ = build(agg)
         parts += [
             f"<h2 id='{anchor}'>{html.escape(title)}</h2>",
-            html_table(shown, mark, (), anchor),
+            html_table(shown, mark, (), f"{anchor}-table"),
         ]
         if anchor == "efficiency":
             parts.append(_plot_section())
@@ -145,7 +146,7 @@ def render_html(
         parts.append("<p class='muted'>figures were not requested</p>")
     for name, png in figure_pngs.items():
         encoded = base64.b64encode(png.read_bytes()).decode("ascii")
-        caption = _caption(png)
+        caption = figure_caption(png)
         parts.append(
             f"<figure id='figure-{html.escape(name)}'><img alt='{html.escape(name)}' "
             f"src='data:image/png;base64,{encoded}'><figcaption><b>{html.escape(name)}</b> "
@@ -343,7 +344,8 @@ def _wandb_cell(cell: pd.Series) -> str:
     return html.escape(str(mode)) if isinstance(mode, str) and mode else "–"
 
 
-def _caption(png: Path) -> str:
+def figure_caption(png: Path) -> str:
+    """The caption written beside a figure (<stem>.caption.txt), '' when there is none."""
     caption = png.with_name(png.stem + ".caption.txt")
     return caption.read_text().strip() if caption.is_file() else ""
 
