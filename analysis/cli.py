@@ -102,12 +102,15 @@ def _print_paths(paths: dict[str, Path], out: Path) -> None:
     print(f"  HTML report   {paths['html']}")
     print(f"  load report   {paths['load_report']}")
     print(f"  cells (CSV)   {paths['cells_csv']}")
-    tables = {k: p for k, p in paths.items() if k.endswith("_tex")}
+    tables = {k: p for k, p in paths.items() if k.endswith("_tex") and not k.startswith("figure_")}
     if tables:
         folder = next(iter(tables.values())).parent
         names = ",".join(p.stem for p in tables.values())
         print(f"  tables        {folder}/{{{names}}}.{{csv,md,tex}}")
-    figs = sorted({p.stem for k, p in paths.items() if k.startswith("figure_")})
-    if figs:
-        folder = next(p.parent for k, p in paths.items() if k.startswith("figure_"))
-        print(f"  figures       {folder}/{{{','.join(figs)}}}.{{pdf,png}}")
+    pngs = {p.stem: p for k, p in paths.items() if k.startswith("figure_") and k.endswith("_png")}
+    if pngs:
+        folder = next(iter(pngs.values())).parent
+        print(f"  figures       {folder}/{{{','.join(sorted(pngs))}}}.{{pdf,png}}")
+        print("  captions      beside each figure: <figure>.caption.{txt,tex}")
+    if "wandb_record" in paths:
+        print(f"  W&B run       {paths['wandb_record']} (the grid's analysis run)")

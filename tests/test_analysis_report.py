@@ -152,6 +152,10 @@ def test_figures_report_cli(outputs, tmp_path, capsys):
     tree, _, _ = outputs
     args = ["--results", str(tree.root), "--grid", "arch_sweep", "--out", str(tmp_path)]
     assert report_main(args) == 0
-    assert "figures" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # tables and figures listed once each, captions apart (not as tables or figures of their own)
+    assert "tables/{efficiency,pareto,qtypes}.{csv,md,tex}" in printed
+    (figures_line,) = [line for line in printed.splitlines() if line.startswith("  figures")]
+    assert "arch_comparison" in figures_line and "caption" not in figures_line
     assert (tmp_path / "figures" / "arch_comparison.png").is_file()
     assert report_main([*args, "--no-figures"]) == 0
