@@ -113,6 +113,24 @@ def log_grid(
     except Exception as exc:  # the report on disk matters more than its mirror
         log(f"[{data.grid}] W&B analysis run ({mode}) could not start: {exc!r}; files only")
         return None
+    try:
+        _send(wandb, run, data, figure_pngs)
+    except Exception as exc:  # a mirror that failed half-way: say so, keep the files
+        log(f"[{data.grid}] W&B analysis run ({mode}) failed while logging: {exc!r}; files only")
+        run.finish(exit_code=1)
+        return None
+    record["id"] = run.id
+    record["run_dir"] = str(getattr(getattr(run, "settings", None), "sync_dir", "") or "")
+    record["url"] = str(getattr(run, "url", "") or "") if mode == "online" else ""
+    run.finish()
+    write_json_atomic(out_dir / WANDB_RECORD, record)
+    where = record["url"] or f"{record['run_dir']} (upload: wandb sync {record['run_dir']})"
+    log(f"[{data.grid}] W&B analysis run {where}")
+    return record
+
+
+def _send(wandb: Any, run: Any, data: GridData, figure_pngs: Mapping[str, Path]) -> None:
+    """The efficiency–accuracy table, every cell, the figures and the state counts."""
     shown, _ = efficiency_table(data.agg)
     cells = data.cells[[c for c in CELL_COLUMNS if c in data.cells]]
     payload: dict[str, Any] = {
@@ -125,14 +143,6 @@ def log_grid(
     run.summary.update(
         {f"cells/{k}": int(v) for k, v in data.cells["state"].value_counts().items()}
     )
-    record["id"] = run.id
-    record["run_dir"] = str(getattr(getattr(run, "settings", None), "sync_dir", "") or "")
-    record["url"] = str(getattr(run, "url", "") or "") if mode == "online" else ""
-    run.finish()
-    write_json_atomic(out_dir / WANDB_RECORD, record)
-    where = record["url"] or f"{record['run_dir']} (upload: wandb sync {record['run_dir']})"
-    log(f"[{data.grid}] W&B analysis run {where}")
-    return record
 
 
 def _json_safe(frame: pd.DataFrame) -> pd.DataFrame:

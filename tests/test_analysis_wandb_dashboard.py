@@ -141,3 +141,23 @@ def test_cell_logger_sends_the_keep_map_to_wandb_as_an_image(tmp_path):
         not (tmp_path / "metrics.jsonl").exists()
         or "keep_map" not in (tmp_path / "metrics.jsonl").read_text()
     )
+
+
+def test_a_mirror_failing_half_way_leaves_the_report_and_says_so(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    tree = build_results_tree(tmp_path / "results")
+    data = GridData.load(tree.root, "arch_sweep")
+
+    def broken_table(*args, **kwargs):
+        raise TypeError("unsupported column type")
+
+    monkeypatch.setattr(wandb, "Table", broken_table)
+    from analysis.wandb_log import log_grid
+
+    logs: list[str] = []
+    assert log_grid(data, tmp_path / "out", {}, "offline", log=logs.append) is None
+    _wandb_done()
+    assert not (tmp_path / "out" / WANDB_RECORD).exists()
+    assert len(logs) == 1 and "failed while logging" in logs[0] and "unsupported" in logs[0]
