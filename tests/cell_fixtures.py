@@ -18,6 +18,7 @@ import torch
 
 from core.config import ExperimentConfig
 from core.io import read_jsonl, read_yaml, write_yaml_atomic
+from core.results import cell_block, write_config
 from core.training.checkpoint import load_checkpoint
 from core.training.trainer import TrainCallback, TrainState
 from tests.video_fixtures import coded_frames, write_mp4, write_random_bytes
@@ -110,19 +111,18 @@ def cell_config(data_root: Path, name: str, **sections: dict[str, Any]) -> dict[
 
 
 def make_cell(
-    cell_dir: Path, sections: dict[str, Any], grid: str = "tinygrid", name: str = "tiny"
+    cell_dir: Path,
+    sections: dict[str, Any],
+    grid: str = "tinygrid",
+    name: str = "tiny",
+    axes: dict[str, Any] | None = None,
 ) -> Path:
-    """Write config.yaml as the launcher does: resolved sections plus the `cell` block."""
+    """Write config.yaml with the launcher's own writer: resolved sections plus the `cell` block
+    (`axes` defaults to the seed only; pass the full axes for cells that analysis groups)."""
     cfg = ExperimentConfig.from_dict(sections)
-    frozen = cfg.to_dict()
-    frozen["cell"] = {
-        "cell_id": cfg.identity_hash(),
-        "grid": grid,
-        "name": name,
-        "axes": {"seed": cfg.train.seed},
-        "overrides": {},
-    }
-    write_yaml_atomic(cell_dir / "config.yaml", frozen)
+    axes = {"seed": cfg.train.seed} if axes is None else axes
+    block = cell_block(cfg.identity_hash(), grid, name, axes, {})
+    write_config(cell_dir, {**cfg.to_dict(), "cell": block})
     return cell_dir
 
 

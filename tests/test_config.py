@@ -9,6 +9,7 @@ import pytest
 
 from core import budget
 from core.config import ConfigError, ExperimentConfig
+from core.pruning.base import Stage
 from core.registry import Registry
 
 
@@ -207,7 +208,7 @@ def test_display_metadata_of_every_method_and_arch():
             assert set(meta["method"]) == method_keys
             assert set(meta["arch"]) == {"key", "label", "short", "order"}
             assert meta["method"]["key"] == method and meta["arch"]["key"] == arch
-            assert meta["method"]["stage"] in ("in_vit", "post_vit", "in_llm")
+            assert meta["method"]["stage"] in {str(stage) for stage in Stage}
         orders.add(meta["method"]["order"])
         if meta["method"]["is_reference"]:
             references.append(method)

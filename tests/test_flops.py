@@ -332,6 +332,13 @@ def _counted(fn) -> int:
     return counter.get_total_flops()
 
 
+def _entry_point(reducer) -> str:
+    """The reducer method the tower calls, whose FLOPs are the reducer's (every call re-counted)."""
+    if reducer.merges_in_vit:
+        return "merge"
+    return {"pre_vit": "plan", "post_vit": "reduce"}.get(str(reducer.stage), "select")
+
+
 def _cross_cases() -> list[tuple[str, str, str, str]]:
     cases = [
         (a, m, "attentional_pool", "vit") for a in FUSION_ARCHS.names() for m in REDUCERS.names()
@@ -363,17 +370,20 @@ def test_analytic_parts_agree_with_torch_flop_counter(arch, method, connector, e
     batch = video_batch(cfg, batch=1, vocab=VOCAB)
     batch["object_mask"] = torch.zeros(1, frames, 32, 32, dtype=torch.bool)
     batch["object_mask"][:, :, 0:8, 16:24] = True
-    seen: dict = {}
+    seen: dict = {"calls": []}
     tower.connector.register_forward_hook(lambda mod, args, out: seen.update(connector=args))
     if tower.reducer is not None:
-        select = tower.reducer.select
+        entry = _entry_point(tower.reducer)
+        original = getattr(tower.reducer, entry)
 
-        def spy(inputs):
-            seen["inputs"], sel = inputs, select(inputs)
-            seen["keep"] = sel.keep
-            return sel
+        def spy(*args):
+            out = original(*args)
+            seen["calls"].append(args)
+            if entry == "select":
+                seen["keep"] = out.keep
+            return out
 
-        tower.reducer.select = spy
+        setattr(tower.reducer, entry, spy)
 
     def run_tower():
         seen["visual"] = tower(
@@ -382,7 +392,7 @@ def test_analytic_parts_agree_with_torch_flop_counter(arch, method, connector, e
         )  # fmt: skip
 
     tower_total = _counted(run_tower)
-    reducer = _counted(lambda: select(seen["inputs"])) if tower.reducer is not None else 0
+    reducer = sum(_counted(lambda args=args: original(*args)) for args in seen["calls"])
     conn = _counted(lambda: tower.connector(*seen["connector"]))
     model.fusion.train()  # expert choice: fixed per-expert token counts
     llm = _counted(lambda: model.fusion(seen["visual"], batch["input_ids"], batch["text_mask"]))

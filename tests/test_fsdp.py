@@ -329,7 +329,11 @@ def test_blocks_are_found_outermost_first_for_every_fusion_arch(arch):
     for block in find_blocks(model):
         kinds[type(block).__name__] = kinds.get(type(block).__name__, 0) + 1
     assert kinds == ARCH_BLOCKS[arch]  # a MoT block's per-modality DecoderBlocks stay inside it
-    assert forward_methods(model.vision.encoder.blocks[0]) == ["forward", "forward_packed"]
+    assert forward_methods(model.vision.encoder.blocks[0]) == [
+        "forward",
+        "forward_packed",
+        "forward_qk",
+    ]
     assert [type(m).__name__ for m in find_vocab_layers(model)] == ["Embedding", "Linear"]
 
 

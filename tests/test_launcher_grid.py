@@ -37,7 +37,13 @@ def expected_count(spec: GridSpec) -> int:
     if spec.protocol is None:
         return per * cells
     free = [m for m in pruned if training_free(m)] if spec.protocol.zeroshot else []
-    return per * (1 + cells + len(free) * len(a["ratio"]) * len(a["layer"]))
+    grid_cells = cells + len(free) * len(a["ratio"]) * len(a["layer"])
+    # each variant copies every (fine-tuned) cell of the methods it matches
+    per_method = {m: 1 if m == "none" else len(a["ratio"]) * len(a["layer"]) for m in a["method"]}
+    copies = sum(
+        n for v in spec.variants for m, n in per_method.items() if v.match.matches({"method": m})
+    )
+    return per * (1 + grid_cells + copies)
 
 
 def test_every_grid_file_is_listed() -> None:
@@ -71,10 +77,17 @@ def test_grid_expansion_counts_and_exclusions(grid: str, scale: str) -> None:
 def test_tiny_counts() -> None:
     counts = {
         g: len(plan_cells(f"grid={g}"))
-        for g in ("prune_sweep", "smoke", "arch_sweep", "layer_sweep")
+        for g in ("prune_sweep", "smoke", "arch_sweep", "layer_sweep", "stts_ablation")
     }
-    # prune_sweep: 3 seeds × (base + 6 fine-tunes + 4 zero-shot: random, easy, heuristic, oracle)
-    assert counts == {"prune_sweep": 33, "smoke": 3, "arch_sweep": 20, "layer_sweep": 22}
+    # prune_sweep: 3 seeds × (base + 6 fine-tunes + 4 zero-shot: random, easy, heuristic, oracle);
+    # stts_ablation: 3 seeds × (base + 3 fine-tunes + 3 aux/bias variants + 3 from scratch)
+    assert counts == {
+        "prune_sweep": 33,
+        "smoke": 3,
+        "arch_sweep": 20,
+        "layer_sweep": 22,
+        "stts_ablation": 30,
+    }
 
 
 def test_oracle_dropped_off_synthetic_data() -> None:

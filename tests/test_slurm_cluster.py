@@ -119,3 +119,46 @@ def test_real_runner_through_slurm(tmp_path: Path) -> None:
     for entry in plan["cells"]:
         result = json.loads((tmp_path / "smoke" / entry["cell_id"] / "result.json").read_text())
         assert result["cell_id"] == entry["cell_id"]
+
+
+def test_protocol_queues_the_whole_dag_with_afterok_dependencies(tmp_path: Path) -> None:
+    """One launch submits the bases and, per base, its dependents with --dependency=afterok on
+    the base's job; the dependents run only after their base finished."""
+    protocol = (
+        "+grid.protocol.base.train.steps=3",
+        "+grid.protocol.finetune.train.steps=2",
+        "grid.axes.seed=[0,1]",
+    )
+    assert launch(tmp_path, CELL_FN, *protocol) == 0  # returns once sbatch answered
+    grid_dir = tmp_path / "smoke"
+    plan = {c["cell_id"]: c for c in json.loads((grid_dir / "plan.json").read_text())["cells"]}
+    jobs = json.loads((grid_dir / "jobs.json").read_text())["cells"]
+    for cell_id, entry in plan.items():
+        if entry["axes"]["protocol"] == "base":
+            continue
+        base_id = read_init_cell(grid_dir / cell_id)
+        base_job = jobs[base_id]["job_id"]
+        shown = subprocess.run(
+            ["scontrol", "show", "job", jobs[cell_id]["job_id"]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        # queued behind its base (the dependency disappears from scontrol once satisfied)
+        assert f"afterok:{base_job}" in shown or (grid_dir / base_id / "result.json").is_file()
+    wait_until(
+        lambda: all((grid_dir / c / "result.json").is_file() for c in plan), 300, "the whole DAG"
+    )
+    for cell_id, entry in plan.items():
+        if entry["axes"]["protocol"] != "base":
+            result = json.loads((grid_dir / cell_id / "result.json").read_text())
+            base = json.loads(
+                (grid_dir / read_init_cell(grid_dir / cell_id) / "result.json").read_text()
+            )
+            assert result["base_value"] == base["value"]  # it started after its base was done
+
+
+def read_init_cell(cell_dir: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((cell_dir / "config.yaml").read_text())["train"]["init_cell"]

@@ -84,7 +84,7 @@ def analytic_flops(
         connector=connector / GIGA,
         llm=llm / GIGA,
         total=(vit + scoring + connector + llm) / GIGA,
-        vision_tokens_llm=flow.connector_tokens,
+        vision_tokens_llm=flow.llm_visual[0] if flow.llm_visual else flow.connector_tokens,
         vision_tokens_full=flow.full_tokens,
         frames=f,
         text_len=t,

@@ -1,8 +1,15 @@
-"""Frames → encoder blocks → in-ViT reducer → survivors-only blocks → connector → VisualTokens.
+"""Frames → encoder blocks → reducer → connector → VisualTokens, at the reducer's stage.
 
-This is where the saving is made physical: after the reducer decides, pruned patches are removed
-(not masked), the remaining blocks run on packed survivors, and the connector pools only surviving
-windows, so each pruned window is one token fewer for every later stage.
+This is where the saving is made physical, so the analytic FLOPs are what runs:
+- pre-ViT (fewer frames): only the planned frames are encoded, only their kept windows pooled;
+- in-ViT, selecting (STTS and its baselines): after the reducer decides, pruned patches are removed
+  (not masked), the remaining blocks run on packed survivors and the connector pools only surviving
+  windows;
+- in-ViT, merging (ToMe): windows are merged frame by frame after each block from `prune_at`, the
+  later blocks run on fewer tokens with proportional attention, the connector pools the survivors;
+- post-ViT: the encoder and the connector run on everything, the reducer selects or merges the
+  clip's connector tokens down to K before the frame embedding and the fusion arch.
+Every pruned or merged window is one token fewer for every later stage.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from core.layers.windows import WindowGrid
 from core.models.connectors import build_connector
 from core.models.vision import build_encoder
 from core.models.visual_tokens import VisualTokens
-from core.pruning import ReductionInputs, build_reducer
+from core.pruning import ReductionInputs, Stage, build_reducer
+from core.pruning.post_vit import PostViTInputs
+from core.pruning.pre_vit import PreViTInputs
 
 
 class VisionTower(nn.Module):
@@ -64,75 +73,176 @@ class VisionTower(nn.Module):
         step: int = 0,
     ) -> VisualTokens:
         b, f = frame_mask.shape
-        win = self.windows
-        enc = self.encoder
-        pixels = pixel_values.flatten(0, 1)  # (B·F, 3, S, S)
-        n_prune = self.num_pruned(f)
-        diagnostics: dict = {}
-        aux = None
-        if n_prune == 0:
-            x = enc(pixels)  # (B·F, N, D), every block on every patch
-            grouped = win.gather(x).flatten(0, 1)  # (B·F·W, w², D)
-            valid_slots = win.patch_valid.to(x.device).repeat(b * f, 1)
-            kept_frame = torch.arange(b * f, device=x.device).repeat_interleave(win.num_windows)
-            kept_window = torch.arange(win.num_windows, device=x.device).repeat(b * f)
-        else:  # only encoders that host reducers (ViTs: embed + blocks + norm) get here
-            x = emb = enc.embed(pixels)
-            for block in enc.blocks[: self.prune_at + 1]:
-                x = block(x)
-            sel = self.reducer.select(
-                ReductionInputs(
-                    hidden=x.unflatten(0, (b, f)),
-                    embeddings=emb.unflatten(0, (b, f)),
-                    frame_mask=frame_mask,
-                    windows=win,
-                    n_prune=n_prune,
-                    training=self.training,
-                    step=step,
-                    sample_keys=sample_keys,
-                    object_mask=object_mask,
-                )
+        n_keep = self.num_tokens(f)
+        reducer = self.reducer if n_keep < f * self.windows.num_windows else None
+        stage = None if reducer is None else reducer.stage
+        context = {"frame_mask": frame_mask, "n_keep": n_keep, "training": self.training,
+                   "step": step, "sample_keys": sample_keys}  # fmt: skip
+        sizes, aux, diagnostics = None, None, {}
+        if stage is Stage.PRE_VIT:
+            grouped, slots, kept_frame, kept_window, diagnostics = self._planned(
+                pixel_values, context
             )
-            aux = sel.aux_loss
-            start = self.prune_at + 1
-            stop = start + self.reducer.hard_prune_delay
-            bias = None if sel.key_bias is None else sel.key_bias.flatten(0, 1)
-            for block in enc.blocks[start:stop]:
-                x = block(x, key_bias=bias)
-            keep = sel.keep.flatten(0, 1)  # (B·F, W)
-            plan = build_pack_plan(keep, win)
-            x = x[plan.token_frame, plan.token_patch]  # flat survivors (T, D)
-            for block in enc.blocks[stop:]:
-                x = block.forward_packed(x, plan)
-            x = enc.norm(x)
-            kept_frame, kept_window = keep.nonzero(as_tuple=True)
-            keys = kept_frame * win.num_windows + kept_window
-            rank = torch.searchsorted(keys, plan.token_frame * win.num_windows + plan.token_window)
-            grouped = x.new_zeros(keys.numel() * win.slots, x.shape[-1])
-            grouped[rank * win.slots + plan.token_slot] = x
-            grouped = grouped.view(keys.numel(), win.slots, -1)
-            valid_slots = win.patch_valid.to(x.device)[kept_window]
-            diagnostics = {
-                "packed_rows": plan.rows,
-                "packed_fill": plan.num_tokens / (plan.rows * plan.capacity),
-                "scores": sel.scores,
-                "keep": sel.keep,
-                **sel.diagnostics,
-            }
-        features = self.connector(grouped, valid_slots)
+        elif stage is None or stage is Stage.POST_VIT:
+            capture = stage is not None and reducer.needs_vit_attention
+            grouped, slots, kept_frame, kept_window, qk = self._dense(
+                pixel_values.flatten(0, 1), capture
+            )
+        elif reducer.merges_in_vit:
+            grouped, slots, kept_frame, kept_window, sizes, diagnostics = self._merged(
+                pixel_values.flatten(0, 1), b, f, n_keep
+            )
+        else:
+            grouped, slots, kept_frame, kept_window, aux, diagnostics = self._pruned(
+                pixel_values.flatten(0, 1), n_keep, context, object_mask
+            )
+        features = self.connector(grouped, slots)
         k = features.shape[0] // b
         features = features.view(b, k, -1)
         frame_index = (kept_frame % f).view(b, k)
+        window_index = kept_window.view(b, k)
+        valid = frame_mask.reshape(-1)[kept_frame].view(b, k)
+        if stage is Stage.POST_VIT:
+            out = reducer.reduce(
+                PostViTInputs(
+                    features=features.view(b, f, self.windows.num_windows, -1),
+                    windows=self.windows,
+                    vit_q=None if qk is None else qk[0].unflatten(0, (b, f)),
+                    vit_k=None if qk is None else qk[1].unflatten(0, (b, f)),
+                    **context,
+                )
+            )
+            features, frame_index, window_index = out.features, out.frame_index, out.window_index
+            valid, sizes = out.valid, out.sizes
+            diagnostics = {"scores": out.scores, "keep": out.keep, **out.diagnostics}
         if self.frame_embedding is not None:
             features = features + self.frame_embedding[frame_index].to(features.dtype)
-        valid = frame_mask.reshape(-1)[kept_frame].view(b, k)
         return VisualTokens(
             features=features,
             valid=valid,
             frame_index=frame_index,
-            window_index=kept_window.view(b, k),
+            window_index=window_index,
             num_frames=f,
-            tokens_per_frame=win.num_windows,
+            tokens_per_frame=self.windows.num_windows,
+            sizes=sizes,
             aux_loss=aux,
             diagnostics=diagnostics,
         )
+
+    def _dense(self, pixels: torch.Tensor, capture: bool) -> tuple:
+        """Every block on every patch → windows grouped for the connector; with `capture`, also the
+        last block's q, k (frames, H, N, dh), detached (a post-ViT reducer's scores)."""
+        win = self.windows
+        qk = None
+        if capture:
+            x, q, k = self.encoder.forward_qk(pixels)
+            qk = (q.detach(), k.detach())
+        else:
+            x = self.encoder(pixels)  # (B·F, N, D)
+        m = x.shape[0]
+        grouped = win.gather(x).flatten(0, 1)  # (B·F·W, w², D)
+        slots = win.patch_valid.to(x.device).repeat(m, 1)
+        kept_frame = torch.arange(m, device=x.device).repeat_interleave(win.num_windows)
+        kept_window = torch.arange(win.num_windows, device=x.device).repeat(m)
+        return grouped, slots, kept_frame, kept_window, qk
+
+    def _planned(self, pixel_values: torch.Tensor, context: dict) -> tuple:
+        """Pre-ViT: encode only the planned frames, pool only their kept windows."""
+        win = self.windows
+        b, f = context["frame_mask"].shape
+        plan = self.reducer.plan(PreViTInputs(windows=win, **context))
+        rows = torch.arange(b, device=pixel_values.device)[:, None]
+        encoded = pixel_values[rows, plan.frames].flatten(0, 1)
+        grouped, slots, frame, window, _ = self._dense(encoded, False)
+        keep = plan.keep.reshape(-1)
+        source = (rows * f + plan.frames).reshape(-1)  # clip-global frame of each encoded frame
+        kept_frame = source[frame[keep]]
+        full = torch.zeros(b, f, win.num_windows, dtype=torch.bool, device=keep.device)
+        full[rows, plan.frames] = plan.keep
+        return grouped[keep], slots[keep], kept_frame, window[keep], {"keep": full}
+
+    def _pruned(
+        self, pixels: torch.Tensor, n_keep: int, context: dict, object_mask: torch.Tensor | None
+    ) -> tuple:
+        """In-ViT selection: blocks up to prune_at, the reducer, its soft blocks, then the
+        remaining blocks on packed survivors."""
+        enc, win = self.encoder, self.windows
+        b, f = context["frame_mask"].shape
+        x = emb = enc.embed(pixels)
+        for block in enc.blocks[: self.prune_at + 1]:
+            x = block(x)
+        sel = self.reducer.select(
+            ReductionInputs(
+                hidden=x.unflatten(0, (b, f)),
+                embeddings=emb.unflatten(0, (b, f)),
+                frame_mask=context["frame_mask"],
+                windows=win,
+                n_prune=f * win.num_windows - n_keep,
+                training=context["training"],
+                step=context["step"],
+                sample_keys=context["sample_keys"],
+                object_mask=object_mask,
+            )
+        )
+        start = self.prune_at + 1
+        stop = start + self.reducer.hard_prune_delay
+        bias = None if sel.key_bias is None else sel.key_bias.flatten(0, 1)
+        for block in enc.blocks[start:stop]:
+            x = block(x, key_bias=bias)
+        keep = sel.keep.flatten(0, 1)  # (B·F, W)
+        plan = build_pack_plan(keep, win)
+        x = x[plan.token_frame, plan.token_patch]  # flat survivors (T, D)
+        for block in enc.blocks[stop:]:
+            x = block.forward_packed(x, plan)
+        x = enc.norm(x)
+        kept_frame, kept_window = keep.nonzero(as_tuple=True)
+        keys = kept_frame * win.num_windows + kept_window
+        rank = torch.searchsorted(keys, plan.token_frame * win.num_windows + plan.token_window)
+        grouped = x.new_zeros(keys.numel() * win.slots, x.shape[-1])
+        grouped[rank * win.slots + plan.token_slot] = x
+        grouped = grouped.view(keys.numel(), win.slots, -1)
+        slots = win.patch_valid.to(x.device)[kept_window]
+        diagnostics = {
+            "packed_rows": plan.rows,
+            "packed_fill": plan.num_tokens / (plan.rows * plan.capacity),
+            "scores": sel.scores,
+            "keep": sel.keep,
+            **sel.diagnostics,
+        }
+        return grouped, slots, kept_frame, kept_window, sel.aux_loss, diagnostics
+
+    def _merged(self, pixels: torch.Tensor, b: int, f: int, n_keep: int) -> tuple:
+        """In-ViT merging: after each block from prune_at the reducer merges windows frame by frame
+        (the last merge may differ per frame); later blocks add log(size) to their keys' logits when
+        the reducer asks for proportional attention."""
+        enc, win, tome = self.encoder, self.windows, self.reducer
+        p, slots = win.num_windows, win.slots
+        schedule = tome.schedule(f, p, n_keep, len(enc.blocks) - self.prune_at).to(pixels.device)
+        x = win.gather(enc.embed(pixels))  # (M, P′, w², D)
+        m, device = x.shape[0], x.device
+        size = torch.ones(m, p, device=device)
+        rep = torch.arange(p, device=device).expand(m, p)
+        alive = torch.ones(m, p, dtype=torch.bool, device=device)
+        for i, block in enumerate(enc.blocks):
+            bias = None  # sizes are all 1 until the first merge
+            if i > self.prune_at and tome.options.prop_attn:
+                bias = size.log().repeat_interleave(slots, dim=1)
+            flat = x.flatten(1, 2)
+            if i < self.prune_at:
+                x = block(flat, key_bias=bias).view_as(x)
+                continue
+            flat, _, k = block.forward_qk(flat, key_bias=bias)
+            x = flat.view(m, -1, slots, flat.shape[-1])
+            metric = k.mean(1).view(m, -1, slots, k.shape[-1]).mean(2)  # window mean of head mean
+            r = schedule[i - self.prune_at].repeat(b)  # (M,)
+            x, size, rep, alive = tome.merge(x, size, rep, metric, r)
+        order = torch.argsort(torch.where(alive, rep, rep + p), dim=1)  # raster order, dead last
+        x = x.gather(1, order[:, :, None, None].expand_as(x))
+        rep, size, alive = rep.gather(1, order), size.gather(1, order), alive.gather(1, order)
+        x = enc.norm(x[alive])  # (K·B, w², D)
+        kept_frame = torch.arange(m, device=device)[:, None].expand_as(rep)[alive]
+        keep = torch.zeros(m, p, dtype=torch.bool, device=device)
+        keep.scatter_(1, rep, alive)
+        valid_slots = win.patch_valid.to(device)[rep[alive]]
+        sizes = size[alive].view(b, -1)
+        return x, valid_slots, kept_frame, rep[alive], sizes, {"keep": keep.view(b, f, p)}

@@ -10,12 +10,14 @@ import torch
 
 @dataclass
 class VisualTokens:
-    """A batch of visual tokens after encoder → in-ViT reducer → connector.
+    """A batch of visual tokens after encoder → reducer (at its stage) → connector.
 
     Every clip in a batch carries the same number K of tokens (static shapes per (ratio, frames)):
     K = budget.kept_tokens(F, P′, ratio). Tokens are in frame order, windows in raster order within a
     frame. `valid` is False for tokens of padded frames (short or undecodable clips): fusion archs
-    must mask them from attention, cross-attention K/V and MoMa routing.
+    must mask them from attention, cross-attention K/V and MoMa routing. A merged token stands at
+    its representative's (frame, window) and `sizes` counts the connector windows it represents
+    (None: every token is one window).
     """
 
     features: torch.Tensor  # (B, K, D_lm)
@@ -24,14 +26,15 @@ class VisualTokens:
     window_index: torch.Tensor  # (B, K) long: window position within its frame
     num_frames: int
     tokens_per_frame: int
+    sizes: torch.Tensor | None = None  # (B, K) float: windows each token represents
     aux_loss: torch.Tensor | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         b, k = self.features.shape[:2]
-        for name in ("valid", "frame_index", "window_index"):
+        for name in ("valid", "frame_index", "window_index", "sizes"):
             t = getattr(self, name)
-            if tuple(t.shape) != (b, k):
+            if t is not None and tuple(t.shape) != (b, k):
                 raise ValueError(
                     f"VisualTokens.{name} has shape {tuple(t.shape)}, expected {(b, k)}"
                 )

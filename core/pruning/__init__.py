@@ -1,6 +1,20 @@
 """Token reducers behind one interface (registry REDUCERS), one module per method."""
 
-from core.pruning import oracle, scorer, similarity, simple  # noqa: F401  (registers the methods)
+from core.pruning import (  # noqa: F401  (registers the methods)
+    divprune,
+    dycoke,
+    fastvid,
+    fewer_frames,
+    framefusion,
+    oracle,
+    pool,
+    scorer,
+    similarity,
+    simple,
+    tome,
+    vidcom2,
+    visionzip,
+)
 from core.pruning.base import ReductionInputs, Selection, Stage, TokenReducer
 from core.registry import REDUCERS
 

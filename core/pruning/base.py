@@ -30,6 +30,7 @@ PADDING = -1e9  # padded frames' windows are pruned first (they never reach the 
 
 
 class Stage(enum.StrEnum):
+    PRE_VIT = "pre_vit"  # before the encoder (e.g. fewer frames): the ViT saves too
     IN_VIT = "in_vit"
     POST_VIT = "post_vit"
     IN_LLM = "in_llm"
@@ -74,6 +75,7 @@ class TokenReducer(Extension, nn.Module):
     protects_first_frame: ClassVar[bool] = False
     needs_ground_truth: ClassVar[bool] = False
     hard_prune_delay: ClassVar[int] = 0  # blocks between scoring (after prune_at) and hard removal
+    merges_in_vit: ClassVar[bool] = False  # merges block by block (`schedule`, `merge`)
 
     def __init__(self, cfg: PruningConfig, vit_dim: int = 0, vit_mlp_dim: int = 0) -> None:
         super().__init__()
@@ -134,6 +136,38 @@ class TokenReducer(Extension, nn.Module):
             llm_visual=[kept] * cfg.lm.n_layers,
             reduced=reduced,
         )
+
+
+def refuse_kept_per_frame(cfg: ExperimentConfig, given: list[int] | None, why: str) -> None:
+    """A reducer whose ViT counts do not come from a keep mask refuses `kept_per_frame`."""
+    if given is not None:
+        raise ValueError(
+            f"kept_per_frame was given but pruning.method={cfg.pruning.method} {why}. Fix: leave "
+            "kept_per_frame unset."
+        )
+
+
+def clip_flow(
+    cfg: ExperimentConfig,
+    frames: int,
+    text_len: int,
+    vocab: int,
+    vit_blocks: list[list[int]],
+    connector_tokens: int,
+) -> TokenFlow:
+    """The TokenFlow of one clip whose every LLM layer carries the K kept tokens."""
+    kept, per_frame = cfg.kept_tokens(frames), cfg.tokens_per_frame
+    return TokenFlow(
+        frames=frames,
+        text_len=text_len,
+        vocab=vocab,
+        patches=cfg.grid**2,
+        windows=per_frame,
+        vit_blocks=vit_blocks,
+        connector_tokens=connector_tokens,
+        llm_visual=[kept] * cfg.lm.n_layers,
+        reduced=kept < frames * per_frame,
+    )
 
 
 def _kept_layout(

@@ -1,7 +1,10 @@
 """Our ViT: SigLIP-shaped (conv patch embedding, learned positions, pre-LN blocks, GELU-tanh MLP).
 
 It hosts in-ViT token reducers: blocks run densely on every patch of every frame (frames folded into
-the batch), optionally with an additive per-key bias (STTS's soft score), or packed on survivors only.
+the batch), optionally with an additive per-key bias (STTS's soft score; ToMe's log-size proportional
+attention), or packed on survivors only. `forward_qk` also returns a block's queries and keys (what
+SDPA consumed, no attention matrix), from which ToMe's merge metric and the post-ViT reducers'
+attention scores are computed beside the fused attention call.
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ if TYPE_CHECKING:
     from core.config.experiment import ExperimentConfig
 
 
+def encoded_frames(flow: TokenFlow) -> int:
+    """Frames the encoder runs on: those the blocks see (fewer than the clip's when a pre-ViT
+    reducer drops frames), or every frame of a block-less encoder."""
+    return len(flow.vit_blocks[0]) if flow.vit_blocks else flow.frames
+
+
 def patch_embed_flops(cfg: ExperimentConfig, flow: TokenFlow) -> int:
-    """A linear map of every 3p² patch to D: 2·N·3p²·D per frame."""
+    """A linear map of every 3p² patch to D: 2·N·3p²·D per encoded frame."""
     v = cfg.vision
-    return flow.frames * 2 * flow.patches * 3 * v.patch_size**2 * v.dim
+    return encoded_frames(flow) * 2 * flow.patches * 3 * v.patch_size**2 * v.dim
 
 
 class ViTAttention(nn.Module):
@@ -40,10 +49,16 @@ class ViTAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
         """x: (frames, n, D); key_bias: (frames, n) added to every query's logit for that key."""
+        return self.attend(x, key_bias)[0]
+
+    def attend(
+        self, x: torch.Tensor, key_bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """→ (output, q, k), q and k (frames, H, n, dh) as the fused attention call consumed them."""
         q, k, v = self._split(self.qkv(x))
         mask = None if key_bias is None else key_bias[:, None, None, :].to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(-3, -2).flatten(-2))
+        return self.proj(out.transpose(-3, -2).flatten(-2)), q, k
 
     def forward_packed(self, x: torch.Tensor, plan: PackPlan) -> torch.Tensor:
         """x: (T, D) flat survivors; attention confined to each source frame via the plan's mask."""
@@ -65,8 +80,20 @@ class ViTBlock(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
     def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_bias)
-        return x + self.mlp(self.norm2(x))
+        return self._run(x, key_bias)[0]
+
+    def forward_qk(
+        self, x: torch.Tensor, key_bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's output and its attention's q, k (frames, H, n, dh)."""
+        return self._run(x, key_bias)
+
+    def _run(
+        self, x: torch.Tensor, key_bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, q, k = self.attn.attend(self.norm1(x), key_bias)
+        x = x + out
+        return x + self.mlp(self.norm2(x)), q, k
 
     def forward_packed(self, x: torch.Tensor, plan: PackPlan) -> torch.Tensor:
         x = x + self.attn.forward_packed(self.norm1(x), plan)
@@ -121,3 +148,11 @@ class ViT(Extension, nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
+
+    def forward_qk(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like `forward`, plus the last block's attention q, k (frames, H, N, dh)."""
+        x = self.embed(pixels)
+        for block in self.blocks[:-1]:
+            x = block(x)
+        x, q, k = self.blocks[-1].forward_qk(x)
+        return self.norm(x), q, k
