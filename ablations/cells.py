@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,11 @@ from core.results import AXES, cell_block, plan_entry
 
 class CellError(ValueError):
     """A cell's config is invalid; the message names the grid, the cell and the field."""
+
+    def __init__(self, message: str, detail: str = "", cell: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message  # the config's own message, without the cell
+        self.cell = cell
 
 
 PROTOCOL_SUFFIX = {"scratch": "", "base": "-base", "finetune": "-ft", "zeroshot": "-zs"}
@@ -154,7 +159,9 @@ class Composer:
         except (ValueError, KeyError, TypeError) as exc:
             detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             raise CellError(
-                f"grid {self.spec.name}, cell {name} (axes {dict(axes)}): {detail}"
+                f"grid {self.spec.name}, cell {name} (axes {dict(axes)}): {detail}",
+                detail=str(detail),
+                cell=name,
             ) from exc
         return CellSpec(
             cell_id=config.identity_hash(),
@@ -198,21 +205,14 @@ class Composer:
     def compose_all(self, max_errors: int = 8) -> list[CellSpec]:
         """Every cell of the grid; all invalid cells are reported together, before any work."""
         cells: list[CellSpec] = []
-        errors: list[str] = []
+        errors: list[CellError] = []
         for axes in self.spec.combinations(self.base_axes()):
             try:
                 cells.extend(self.compose_protocol(axes))
             except CellError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
         if errors:
-            more = (
-                f"\n  ... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
-            )
-            raise CellError(
-                f"{len(errors)} invalid cell(s) in grid {self.spec.name}:\n  "
-                + "\n  ".join(errors[:max_errors])
-                + more
-            )
+            raise CellError(invalid_cells_message(self.spec.name, errors, max_errors))
         cells = list({c.cell_id: c for c in cells if c.protocol == "base"}.values()) + [
             c for c in cells if c.protocol != "base"
         ]
@@ -226,6 +226,22 @@ class Composer:
                     "exclude rule."
                 )
         return cells
+
+
+def invalid_cells_message(grid: str, errors: Sequence[CellError], max_errors: int = 8) -> str:
+    """One line per distinct problem (a bad command-line key breaks every cell the same way: say
+    it once, with the cells it breaks), at most `max_errors` problems."""
+    by_detail: dict[str, list[str]] = {}
+    for exc in errors:
+        by_detail.setdefault(exc.detail, []).append(exc.cell)
+    lines = []
+    for detail, names in list(by_detail.items())[:max_errors]:
+        named = [n for n in names if n]
+        where = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+        lines.append(f"{detail}\n    ({len(names)} cell(s){': ' + where if where else ''})")
+    more = len(by_detail) - max_errors
+    tail = f"\n  ... and {more} more problem(s)" if more > 0 else ""
+    return f"{len(errors)} invalid cell(s) in grid {grid}:\n  " + "\n  ".join(lines) + tail
 
 
 def _base_axes_of(axes: Mapping[str, Any], layer: Any) -> dict[str, Any]:

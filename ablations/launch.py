@@ -27,9 +27,10 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ablations import app, hydra_conf  # noqa: E402
+from ablations import app, cli_help, hydra_conf  # noqa: E402
 
 hydra_conf.register_defaults()
+cli_help.register_resolver()
 
 
 @hydra.main(config_path="conf", config_name="launch", version_base="1.3")

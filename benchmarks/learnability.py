@@ -11,14 +11,17 @@ crop can answer at all (from the scene metadata, core.data.synthetic.evidence).
 
     python benchmarks/learnability.py [--cells none,random@0.5] [--probe] [--seed S] [--steps N]
                                       [--set vision.patch_size=16 --set ...]
+    python benchmarks/learnability.py --smoke --out /tmp/l.md   # 2 cells, a few steps, tiny data
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -171,7 +174,24 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help="crop/zero-shot probe of `none`")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default="benchmarks/results/learnability.md")
+    parser.add_argument(
+        "--smoke", action="store_true", help="none and random@0.5, 4 steps, 24 clips in a temp dir"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        smoke_root = tempfile.mkdtemp(prefix="learnability-smoke-")
+        atexit.register(shutil.rmtree, smoke_root, ignore_errors=True)
+        args.cells, args.probe = "none,random@0.5", True
+        args.overrides = [
+            f"data.data_root={smoke_root}",
+            "data.synthetic_train=16",
+            "data.synthetic_val=8",
+            "train.caption_steps=0",
+            "train.steps=4",
+            "train.batch_size=4",
+            "eval.measure_efficiency=false",
+            *args.overrides,
+        ]
     cells = parse_cells(args.cells)
     if args.probe and ("none", 0.0) not in cells:
         raise SystemExit("--probe evaluates the unpruned cell: include none in --cells")

@@ -5,6 +5,7 @@ ratios × 5 layers (1,000 cells); a results tree is pre-filled with a quarter of
 few failed and a few incomplete, so the state lookup reads real files. Target: < 20 s in all.
 
     python benchmarks/plan_bench.py [--repeats 3] [--out benchmarks/results/plan.md]
+    python benchmarks/plan_bench.py --smoke --out /tmp/plan.md   # a 13-cell grid, one repeat
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ OVERRIDES = [
     "grid.axes.method=[random,easy,heuristic,scorer,oracle]",
     "grid.axes.ratio=[0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.85]",
     "grid.axes.layer=[1,2,3,5,7]",
+    "grid.axes.seed=[0]",
+]
+SMOKE_OVERRIDES = [
+    "grid=prune_sweep",
+    "grid.axes.method=[random,scorer]",
+    "grid.axes.ratio=[0.3,0.5]",
+    "grid.axes.layer=[0,1]",
     "grid.axes.seed=[0]",
 ]
 
@@ -107,7 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="a small grid, one repeat")
     args = parser.parse_args()
+    if args.smoke:
+        OVERRIDES[:] = SMOKE_OVERRIDES
+        args.repeats = 1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = hydra_conf.compose_launch(OVERRIDES)

@@ -25,7 +25,33 @@ def run_smoke(script: str, tmp_path: Path, *extra: str) -> str:
     return out.read_text()
 
 
-@pytest.mark.parametrize("script", ["decode_bench.py"])
+# scripts whose smoke run is tested beside the code it measures
+TESTED_ELSEWHERE = {
+    "prune_bench.py": "tests/test_pruning.py",
+    "flops_table.py": "tests/test_flops.py",
+    "fsdp_memory.py": "tests/test_fsdp.py",
+    "paper_shape.py": "tests/test_paper_shape.py",
+}
+REPORT_MARKER = {
+    "decode_bench.py": "Machine:",
+    "plan_bench.py": "| **total** |",
+    "learnability.py": "| cell | accuracy | chance |",
+}
+
+
+def test_every_benchmark_script_has_a_tested_smoke_mode():
+    for script in sorted(BENCHMARKS.glob("*.py")):
+        assert "--smoke" in script.read_text(), f"benchmarks/{script.name} has no --smoke mode"
+        assert script.name in TESTED_ELSEWHERE or script.name in REPORT_MARKER, (
+            f"benchmarks/{script.name}: add its smoke run to a test"
+        )
+    root = BENCHMARKS.parent
+    for script, test in TESTED_ELSEWHERE.items():
+        if (BENCHMARKS / script).exists():
+            assert f"{script}" in (root / test).read_text(), f"{test} does not run {script}"
+
+
+@pytest.mark.parametrize("script", sorted(REPORT_MARKER))
 def test_smoke_mode_runs_and_writes_a_report(script, tmp_path):
     text = run_smoke(script, tmp_path)
-    assert "Machine:" in text
+    assert REPORT_MARKER[script] in text

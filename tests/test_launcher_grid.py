@@ -227,12 +227,32 @@ def test_unknown_axis_value_names_cell_and_field(
     assert "jd-scorr-r0.5-l1-s0" in out and "pruning.method='scorr'" in out
     assert "Did you mean 'scorer'" in out
     assert not any(tmp_path.iterdir())  # refused before anything was written
-    with pytest.raises(CellError, match=r"cell xattn-none.*fusion.arch='xattn'"):
+    with pytest.raises(CellError, match=r"(?s)fusion.arch='xattn'.*xattn-none"):
         plan_cells("grid=smoke", "grid.axes.arch=[xattn]")
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.stepz=5", "train.stepz: unknown key. Fix: did you mean train.steps?"),
+        ("train.steps=abc", "train.steps='abc': expected an integer."),
+    ],
+)
+def test_a_bad_override_is_reported_once_with_the_cells_it_breaks(override, expected) -> None:
+    with pytest.raises(CellError) as info:
+        plan_cells("grid=prune_sweep", override)
+    message = str(info.value)
+    assert message.count(expected) == 1  # once, not once per cell
+    assert "18 cell(s): jd-none-r0-l0-s0-base" in message and "and 15 more" in message
+    # different problems stay separate lines (negative control)
+    with pytest.raises(CellError) as info:
+        plan_cells("grid=smoke", "grid.axes.method=[none,scorr,randm]")
+    message = str(info.value)
+    assert "'scorr'" in message and "'randm'" in message and message.count("(1 cell(s)") == 2
+
+
 def test_override_breaking_the_token_budget_is_refused() -> None:
-    with pytest.raises(CellError, match=r"(?s)3 invalid cell.*jd-none-r0-l0-s0.*token budget"):
+    with pytest.raises(CellError, match=r"(?s)3 invalid cell.*token budget.*jd-none-r0-l0-s0"):
         plan_cells("grid=smoke", "data.max_frames=64")
     # cross-attention keeps visual tokens out of the residual stream: same frames are fine there
     assert len(plan_cells("grid=smoke", "data.max_frames=64", "arch=cross_attention")) == 3
