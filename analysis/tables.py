@@ -3,6 +3,11 @@
 CSV files hold the numbers (means, stds, counts, states); Markdown and LaTeX hold the formatted text
 a reader sees, where groups without done seeds show their state ("new", "failed", ...) and groups
 with some seeds not done show e.g. "2/3 (1 failed)". Method names are the cells' display labels.
+
+Rows are grouped by the stage a method acts at (`display.method.stage`, in pipeline order: before
+the ViT, in it, after it, in the LLM; the unpruned reference first), within each grid, arch and
+protocol; LaTeX puts a rule between groups. Vision tokens read "input → last layer" for methods
+that drop inside the LLM, beside the layer-averaged kept fraction every method reports.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ EFFICIENCY_NUMERIC = (
     "accuracy_std",
     "delta_accuracy_mean",
     "delta_accuracy_std",
+    "method_stage",
     "vision_tokens_llm_mean",
     "vision_tokens_full_mean",
+    "vision_tokens_final_mean",
     "kept_fraction_mean",
+    "llm_kept_fraction_mean",
     "vit_gflops_mean",
     "llm_gflops_mean",
     "total_gflops_mean",
@@ -51,6 +59,13 @@ EFFICIENCY_NUMERIC = (
     "memory_ratio_mean",
     "within_spread",
 )
+# Where a method acts, in the order a clip meets the stages (display.method.stage values).
+STAGES = {
+    "pre_vit": "before the ViT",
+    "in_vit": "in the ViT",
+    "post_vit": "after the ViT",
+    "in_llm": "in the LLM",
+}
 
 
 # ---- formatting helpers ---------------------------------------------------------------------------
@@ -95,6 +110,35 @@ def _layer_text(row: pd.Series) -> str:
     return str(int(row["layer"]))
 
 
+def stage_rank(row: pd.Series) -> int:
+    """Pipeline position of the row's method: the reference first, unknown stages last."""
+    if row.get("method_is_reference"):
+        return -1
+    return list(STAGES).index(row["method_stage"]) if row.get("method_stage") in STAGES else 99
+
+
+def stage_label(row: pd.Series) -> str:
+    stage = row.get("method_stage")
+    if row.get("method_is_reference") or not isinstance(stage, str):
+        return DASH
+    return STAGES.get(stage, stage)
+
+
+def group_by_stage(agg: pd.DataFrame) -> pd.DataFrame:
+    """`agg` (in `sort_groups` order) with each grid × arch × protocol block's rows grouped by
+    stage, keeping the order within a stage."""
+    agg = with_display(agg).reset_index(drop=True)
+    if agg.empty:
+        return agg
+    blocks = agg[[c for c in ("grid", "arch", "protocol") if c in agg]].astype(str)
+    block = blocks.apply("|".join, axis=1)
+    first = {b: i for i, b in reversed(list(enumerate(block)))}
+    key = pd.DataFrame({"_block": block.map(first), "_stage": agg.apply(stage_rank, axis=1)})
+    return agg.loc[key.sort_values(["_block", "_stage"], kind="stable").index].reset_index(
+        drop=True
+    )
+
+
 def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     agg = with_display(agg)
     cols = {}
@@ -103,6 +147,7 @@ def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     cols["Arch"] = agg["arch_label"].astype(str)
     if "protocol" in agg and set(agg["protocol"].dropna()) - {"scratch"}:
         cols["Protocol"] = agg["protocol"].map(protocol_label)
+    cols["Stage"] = agg.apply(stage_label, axis=1)
     cols["Method"] = agg["method_label"].astype(str)
     if "variant" in agg and agg["variant"].fillna("").astype(str).str.len().any():
         cols["Variant"] = agg["variant"].fillna("").map(lambda v: v or DASH)
@@ -127,6 +172,15 @@ def _speedup_text(row: pd.Series) -> str:
     return f"{text} [{q1:.2f}–{q3:.2f}]" if _ok(q1) and _ok(q3) and text != DASH else text
 
 
+def _tokens_text(row: pd.Series) -> str:
+    """Visual tokens at the LLM input, '→ n' more when the last LLM layer sees fewer."""
+    text = fmt_num(row["vision_tokens_llm_mean"], 0)
+    final = row.get("vision_tokens_final_mean")
+    if _ok(final) and _ok(row["vision_tokens_llm_mean"]) and final < row["vision_tokens_llm_mean"]:
+        text += f" → {final:.0f}"
+    return text
+
+
 def _with_ratio(value: float, ratio: float, digits: int) -> str:
     """'3.97 (1.61×)': a value and its ratio to the reference (omitted when undefined)."""
     return fmt_num(value, digits) + (f" ({fmt_num(ratio, 2, '×')})" if _ok(ratio) else "")
@@ -137,6 +191,7 @@ def _with_ratio(value: float, ratio: float, digits: int) -> str:
 
 def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(formatted, numeric) efficiency–accuracy table per arch × method × ratio × layer."""
+    agg = group_by_stage(agg)
     numeric = agg[[*GROUP_KEYS, *(c for c in EFFICIENCY_NUMERIC if c in agg)]].copy()
     if agg.empty:
         return pd.DataFrame(), numeric
@@ -149,7 +204,10 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         lambda r: _value_or_state(r, _delta_text(r)),
         axis=1,
     )
-    shown["Vision tokens"] = agg["vision_tokens_llm_mean"].map(lambda v: fmt_num(v, 0))
+    shown["Vision tokens"] = agg.apply(_tokens_text, axis=1)
+    shown["Kept, layer avg (%)"] = agg.get(
+        "llm_kept_fraction_mean", pd.Series(float("nan"), index=agg.index)
+    ).map(lambda v: fmt_num(v * 100, 0) if _ok(v) else DASH)
     shown["GFLOPs"] = agg.apply(
         lambda r: _with_ratio(r["total_gflops_mean"], r["speedup_gflops_mean"], 2), axis=1
     )
@@ -167,7 +225,7 @@ def efficiency_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def pareto_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Groups on the accuracy–GFLOPs or accuracy–speed-up frontier of their (grid, arch)."""
-    marked = add_frontiers(agg)
+    marked = group_by_stage(add_frontiers(agg))
     front = marked[marked["on_front_gflops"] | marked["on_front_speedup"]]
     numeric = front[
         [
@@ -202,6 +260,7 @@ def pareto_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def qtype_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-question-type accuracy (%) per group, with the overall accuracy and chance."""
+    agg = group_by_stage(agg)
     types = sorted(
         c[len("acc_") : -len("_mean")]
         for c in agg.columns
@@ -272,7 +331,8 @@ def latex_escape(text: object) -> str:
 
 def to_latex(table: pd.DataFrame, caption: str = "", label: str = "") -> str:
     """A booktabs `table` float (needs \\usepackage{booktabs,graphicx}); a \\midrule separates
-    archs (and grids). Tables wider than the text are scaled down to \\linewidth, never up."""
+    archs, grids, protocols and stages. Tables wider than the text are scaled down to \\linewidth,
+    never up."""
     if table.empty:
         return "% no rows\n"
     spec = "".join("r" if _numeric_column(table[c]) else "l" for c in table.columns)
@@ -287,7 +347,7 @@ def to_latex(table: pd.DataFrame, caption: str = "", label: str = "") -> str:
         " & ".join(latex_escape(c) for c in table.columns) + r" \\",
         r"\midrule",
     ]
-    split = [c for c in ("Grid", "Arch") if c in table.columns]
+    split = [c for c in ("Grid", "Arch", "Protocol", "Stage") if c in table.columns]
     previous = None
     for row in table.itertuples(index=False):
         key = tuple(getattr(row, c) for c in split) if split else None

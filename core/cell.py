@@ -505,6 +505,8 @@ class CellRun:
             "vision_tokens_llm": cfg.kept_tokens(),
             "vision_tokens_full": full,
             "kept_fraction": cfg.kept_tokens() / full,
+            "vision_tokens_final": flops.vision_tokens_final,  # after in-LLM drops
+            "llm_kept_fraction": flops.llm_kept_fraction,  # layer-averaged
             **{
                 f"{k}_gflops": v
                 for k, v in flops.to_dict().items()

@@ -60,6 +60,13 @@ class TokenFlow:
     def full_tokens(self) -> int:
         return self.frames * self.windows
 
+    @property
+    def llm_kept_fraction(self) -> float:
+        """Visual tokens per LLM layer, averaged over the layers, over the unreduced count (the
+        kept fraction at the LLM input for methods that do not drop inside the LLM)."""
+        layers = self.llm_visual or [self.connector_tokens]
+        return sum(layers) / len(layers) / self.full_tokens
+
 
 @dataclass(frozen=True)
 class EncoderCost:

@@ -16,6 +16,7 @@ from paper_figures import (
     accuracy_vs_gflops,
     accuracy_vs_ratio,
     accuracy_vs_speedup,
+    accuracy_vs_speedup_by_stage,
     arch_comparison,
     keep_example,
     layer_ablation,
@@ -28,6 +29,7 @@ from paper_figures.common import SkipFigure
 FIGURES: tuple = (
     accuracy_vs_ratio,
     accuracy_vs_speedup,
+    accuracy_vs_speedup_by_stage,
     accuracy_vs_gflops,
     layer_ablation,
     arch_comparison,

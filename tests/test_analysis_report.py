@@ -38,7 +38,8 @@ def test_all_outputs_exist(outputs):
         assert paths[key].is_file() and paths[key].stat().st_size > 0, key
         assert out in paths[key].parents
     figures = {k.removeprefix("figure_").rsplit("_", 1)[0] for k in paths if "figure_" in k}
-    assert len(figures) == 7  # the six result figures and the training curves
+    # the six result figures, the by-stage figure and the training curves
+    assert len(figures) == 8 and "accuracy_vs_speedup_by_stage" in figures
     for name in figures:  # each as PDF and PNG with its caption (plain text and LaTeX) beside it
         for ext in ("pdf", "png", "txt", "tex"):
             assert paths[f"figure_{name}_{ext}"].is_file(), (name, ext)
@@ -51,7 +52,7 @@ def test_html_is_one_self_contained_file(outputs):
     # links only within the page or to cell folders (relative, no W&B run in the fixture)
     assert all(h.startswith(("#", "../")) for h in re.findall(r"href='([^']*)'", text))
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
-    assert len(images) == 7
+    assert len(images) == 8
     assert all(base64.b64decode(img)[:8] == PNG_MAGIC for img in images)
     # load report, failed/new cells with reasons, hardware
     for needle in (
@@ -84,7 +85,7 @@ def test_all_new_grid_still_reports(tmp_path):
     paths = write_report(tmp_path, "g", log=logs.append)
     assert paths["html"].parent == default_out_dir(tmp_path, "g")
     assert not any(k.startswith("figure_") for k in paths)
-    assert len(logs) == 7 and all("skipped" in line for line in logs)  # every figure
+    assert len(logs) == 8 and all("skipped" in line for line in logs)  # every figure
     assert "| new |" in paths["efficiency_md"].read_text()
     assert "2 new" in paths["load_report"].read_text()
     assert "skipped accuracy_vs_ratio" in paths["html"].read_text()

@@ -201,6 +201,7 @@ def test_display_metadata_of_every_method_and_arch():
                     "pruning": {"method": method},
                     "fusion": {"arch": arch},
                     "data": {"ground_truth": True},
+                    "lm": {"n_layers": 4},  # in-LLM methods' default drop layers need depth
                 }
             )
             meta = display_metadata(cfg)

@@ -307,19 +307,26 @@ CROSS_TEXT = 6
 SIMILARITY_PASS = ("easy", "heuristic", "oracle")  # cost = one elementwise cosine pass
 
 
+def in_llm(method: str) -> bool:
+    return REDUCERS.get(method).stage == "in_llm"
+
+
 def cross_config(arch: str, method: str, connector: str, encoder: str) -> ExperimentConfig:
     """4 frames of 32 px, patch 8 → 4×4 patches, 2×2 windows (P′ = 4); a 4-block ViT with
     prune_at 1, so blocks run after hard removal for every method (STTS: block 3 only); an LM with
-    attn_head_dim·n_heads = 48 ≠ dim = 32, and a second layer."""
+    attn_head_dim·n_heads = 48 ≠ dim = 32, and a second layer (a third for in-LLM methods, which
+    drop before layers 1 and 2: FastV before layer 1, PyramidDrop's two stage ends)."""
+    layers = 3 if in_llm(method) else 2
     return ExperimentConfig.from_dict(
         {
             "data": {"frame_size": 32, "max_frames": 4, "min_frames": 1,
                      "max_text_len": CROSS_TEXT, "ground_truth": method == "oracle"},
             "vision": {"type": encoder, "patch_size": 8, "dim": 32, "depth": 4, "heads": 2},
             "connector": {"type": connector, "window": 2},
-            "lm": {"dim": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1,
+            "lm": {"dim": 32, "n_layers": layers, "n_heads": 2, "n_kv_heads": 1,
                    "attn_head_dim": 24, "max_seq_len": 64},
-            "pruning": {"method": method, "ratio": 0.5, "prune_at": 1},
+            "pruning": {"method": method, "ratio": 0.5, "prune_at": 1, "fastv": {"layer": 1},
+                        "pyramiddrop": {"stages": 3}},
             "fusion": {"arch": arch, "moma": {"image_experts": 2, "text_experts": 3}},
         }
     )  # fmt: skip
@@ -361,7 +368,8 @@ def test_analytic_parts_agree_with_torch_flop_counter(arch, method, connector, e
     - the similarity reducers' cosine pass is an elementwise multiply-and-sum, which the counter
       does not see (it counts matrix products only): counted 0, analytic one 2·P′·w²·D pass;
     - MoMa's auxiliary eval router also runs in training (2·N·d·E per group and layer), and the
-      expert-choice count is only fixed in training mode, so the LLM is counted in training mode.
+      expert-choice count is only fixed in training mode, so the LLM is counted in training mode;
+    - an in-LLM reducer's probe rows run inside the LLM: counted with it, priced as the reducer.
     """
     torch.manual_seed(0)
     cfg = cross_config(arch, method, connector, encoder)
@@ -408,14 +416,17 @@ def test_analytic_parts_agree_with_torch_flop_counter(arch, method, connector, e
         sum_sq = sum(n * n for n in kept_per_frame)
         vit_extra = packed * 4 * d * (plan.rows * plan.capacity**2 - sum_sq)
     fl = analytic_flops(cfg, text_len=CROSS_TEXT, kept_per_frame=kept_per_frame, vocab_size=VOCAB)
-    reducer_seen = 0 if method in SIMILARITY_PASS else fl.reducer * G
+    reducer_seen = 0 if method in SIMILARITY_PASS or in_llm(method) else fl.reducer * G
     if method in SIMILARITY_PASS:
         assert fl.reducer * G == frames * 2 * 4 * w * w * d
-    llm_extra = 0
+    llm_extra = fl.reducer * G if in_llm(method) else 0
+    if in_llm(method):
+        assert fl.reducer > 0 and fl.vision_tokens_final < fl.vision_tokens_llm
     if arch == "moma" and cfg.fusion.options.eval_router == "aux":
-        k, t, opts = fl.vision_tokens_llm, CROSS_TEXT, cfg.fusion.options
-        llm_extra = (
-            cfg.lm.n_layers * 2 * cfg.lm.dim * (k * opts.image_experts + t * opts.text_experts)
+        t, opts = CROSS_TEXT, cfg.fusion.options
+        per_layer = REDUCERS.get(method).token_flow(cfg, frames, t, VOCAB).llm_visual
+        llm_extra += sum(
+            2 * cfg.lm.dim * (k * opts.image_experts + t * opts.text_experts) for k in per_layer
         )
 
     assert vit == pytest.approx(fl.vit * G + vit_extra, rel=0.02)

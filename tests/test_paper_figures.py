@@ -164,7 +164,7 @@ def test_cli(made, tmp_path, capsys):
         == 0
     )
     text = capsys.readouterr().out
-    assert "[nope] skipped: no such grid" in text and "5 figure(s) written" in text
+    assert "[nope] skipped: no such grid" in text and "6 figure(s) written" in text
     assert (tmp_path / "arch_sweep" / "accuracy_vs_gflops.pdf").is_file()
     assert main(["--results", str(tmp_path / "empty")]) == 1
 

@@ -86,8 +86,12 @@ class ExperimentConfig:
 
     @property
     def effective_ratio(self) -> float:
-        """The reference method removes nothing whatever its ratio."""
-        return 0.0 if REDUCERS.get(self.pruning.method).is_reference else self.pruning.ratio
+        """The fraction of visual tokens removed before the LLM input: none for the reference
+        (whatever its ratio) and for an in-LLM reducer (it drops inside the LLM)."""
+        reducer = REDUCERS.get(self.pruning.method)
+        if reducer.is_reference or reducer.stage == "in_llm":
+            return 0.0
+        return self.pruning.ratio
 
     def kept_tokens(self, frames: int | None = None) -> int:
         f = self.data.max_frames if frames is None else frames
@@ -117,7 +121,7 @@ class ExperimentConfig:
         reducer = REDUCERS.get(p.method)
         for ext in (encoder, CONNECTORS.get(c.type), FUSION_ARCHS.get(self.fusion.arch), reducer):
             ext.check_experiment(self)
-        if not reducer.is_reference:
+        if not reducer.is_reference and reducer.stage != "in_llm":  # in-LLM: its own checks
             self._check_reducer(reducer, encoder)
         budget.check_sequence_budget(
             self.fusion.arch,

@@ -47,6 +47,8 @@ class FlopsBreakdown:
     frames: int = 0
     text_len: int = 0
     vit_tokens_per_block: list[int] = field(default_factory=list)
+    vision_tokens_final: int = 0  # in the last LLM layer (fewer than at its input after drops)
+    llm_kept_fraction: float = 0.0  # visual tokens per LLM layer, layer-averaged, / full
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,4 +91,6 @@ def analytic_flops(
         frames=f,
         text_len=t,
         vit_tokens_per_block=[sum(tokens) for tokens in flow.vit_blocks],
+        vision_tokens_final=flow.llm_visual[-1] if flow.llm_visual else flow.connector_tokens,
+        llm_kept_fraction=flow.llm_kept_fraction,
     )

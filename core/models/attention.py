@@ -2,11 +2,16 @@
 
 RMSNorm, rotary position embedding (RoPE) on explicit position ids, grouped-query attention over
 `scaled_dot_product_attention` (causal fast path or a BOOLEAN mask, never a float S×S mask), a
-SwiGLU MLP, and the causal + key-padding mask helper. Parameter names follow Qwen3's layout
+SwiGLU MLP, the causal + key-padding mask helper, and `AttentionProbe`: the head-averaged attention
+row of ONE query per clip, computed beside the SDPA call from the q and k that call already uses
+(what in-LLM reducers score with; the model's attention stays on the fast path). Parameter names follow Qwen3's layout
 (`q_proj`, `q_norm`, `gate_proj`, ...) so a Qwen3 checkpoint maps onto them by name.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +105,49 @@ def attend(
     return out.transpose(1, 2).reshape(b, s, h * d)
 
 
+@dataclass
+class AttentionProbe:
+    """A request for one query's attention row in the next attention call that receives it.
+
+    `query` (B,) is the probing query's position in that call's query sequence, `key_valid` (B, S)
+    the keys it may see (a causal probe also skips keys after its own position, as the causal mask
+    does). The call fills `row` (B, S) float32: softmax(q·kᵀ/√d_h) of that query, averaged over
+    heads, 0 on excluded keys (and everywhere for a clip with no allowed key).
+    """
+
+    query: torch.Tensor
+    key_valid: torch.Tensor
+    causal: bool = True
+    row: torch.Tensor | None = None
+
+    def record(self, q: torch.Tensor, k: torch.Tensor) -> None:
+        self.row = attention_row(q, k, self.query, self.key_valid, self.causal)
+
+    @staticmethod
+    def flops(n_heads: int, head_dim: int, keys: int) -> int:
+        """One query row over `keys` keys: 2·S·H·d_h (softmax and the head mean not counted)."""
+        return 2 * keys * n_heads * head_dim
+
+
+def attention_row(
+    q: torch.Tensor, k: torch.Tensor, query: torch.Tensor, key_valid: torch.Tensor, causal: bool
+) -> torch.Tensor:
+    """q (B, H, Sq, d), k (B, H_kv, S, d) → (B, S): the head-averaged attention of q[b, :, query[b]]
+    (no gradient: it only ranks tokens). GQA groups share their key head, as SDPA does."""
+    b, h, _, d = q.shape
+    h_kv, s = k.shape[1], k.shape[2]
+    with torch.no_grad():
+        pick = query.to(q.device).view(b, 1, 1, 1).expand(b, h, 1, d)
+        row_q = q.gather(2, pick).view(b, h_kv, h // h_kv, d).float()
+        logits = torch.einsum("bkgd,bksd->bkgs", row_q, k.float()) / math.sqrt(d)
+        allowed = key_valid.to(q.device)
+        if causal:
+            allowed = allowed & (torch.arange(s, device=q.device)[None] <= query[:, None])
+        logits = logits.masked_fill(~allowed[:, None, None, :], float("-inf"))
+        probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+        return probs.mean(dim=(1, 2))
+
+
 class Attention(nn.Module):
     """Grouped-query attention projections (+ optional per-head qk RMSNorm as in Qwen3)."""
 
@@ -151,11 +199,18 @@ class Attention(nn.Module):
         return (apply_rope(k, rope) if rope is not None else k), v
 
     def forward(
-        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        rope: Rope,
+        mask: torch.Tensor | None = None,
+        probe: AttentionProbe | None = None,
     ) -> torch.Tensor:
-        """Causal self-attention; `mask=None` → is_causal fast path, else a boolean mask."""
+        """Causal self-attention; `mask=None` → is_causal fast path, else a boolean mask. A
+        `probe` gets its query's attention row from the same q and k."""
         q = self.project_q(x, rope)
         k, v = self.project_kv(x, rope)
+        if probe is not None:
+            probe.record(q, k)
         return self.o_proj(attend(q, k, v, mask, causal=True))
 
 

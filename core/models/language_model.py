@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from core.models.attention import Attention, RMSNorm, Rope, RotaryEmbedding, SwiGLU
+from core.models.attention import (
+    Attention,
+    AttentionProbe,
+    RMSNorm,
+    Rope,
+    RotaryEmbedding,
+    SwiGLU,
+)
 
 if TYPE_CHECKING:
     from core.config.language_model import LanguageModelConfig
@@ -47,8 +54,14 @@ class DecoderBlock(nn.Module):
             cfg.dim, cfg.resolved_ffn_dim, tokens
         )
 
-    def forward(self, h: torch.Tensor, rope: Rope, mask: torch.Tensor | None) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), rope, mask)
+    def forward(
+        self,
+        h: torch.Tensor,
+        rope: Rope,
+        mask: torch.Tensor | None,
+        probe: AttentionProbe | None = None,
+    ) -> torch.Tensor:
+        h = h + self.self_attn(self.input_layernorm(h), rope, mask, probe)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 

@@ -1,4 +1,9 @@
-"""The video VLM: one wrapper for clips and images (an image is a one-frame clip, never pruned)."""
+"""The video VLM: one wrapper for clips and images (an image is a one-frame clip, never pruned).
+
+Where the configured reducer acts decides who runs it: the vision tower for in-ViT (and post-ViT)
+methods, the fusion arch for in-LLM ones (`FusionModel.attach_drop`); the VLM hands the arch the
+probing query of each clip, the last prompt token (`core.pruning.in_llm.probe_query`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from core.config.experiment import ExperimentConfig
 from core.models.fusion import build_fusion
 from core.models.vision_tower import VisionTower
 from core.models.visual_tokens import VisualTokens
+from core.pruning.base import Stage
+from core.pruning.in_llm import probe_query
+from core.registry import REDUCERS
 
 
 @dataclass
@@ -51,6 +59,9 @@ class VideoVLM(nn.Module):
         self.cfg = cfg
         self.vision = VisionTower(cfg)
         self.fusion = build_fusion(cfg.fusion, cfg.lm, vocab_size)
+        reducer = REDUCERS.get(cfg.pruning.method)
+        if reducer.stage is Stage.IN_LLM and cfg.pruning.ratio > 0:
+            self.fusion.attach_drop(reducer.for_experiment(cfg))
         if self.vision.num_tokens(frames) != cfg.kept_tokens():
             raise RuntimeError("vision tower and core.budget disagree on the kept-token count")
 
@@ -79,7 +90,12 @@ class VideoVLM(nn.Module):
         text_mask = batch.get("text_mask")
         if text_mask is None:
             text_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        out = self.fusion(visual, input_ids, text_mask)
+        query = None
+        if self.fusion.drop is not None:
+            query = probe_query(batch.get("labels"), text_mask)
+        out = self.fusion(visual, input_ids, text_mask, query=query)
+        if out.visual_kept is not None:  # which visual tokens survived the in-LLM drops
+            visual.diagnostics["llm_kept"] = out.visual_kept
         lm_loss = next_token_loss(out.logits, batch["labels"]) if "labels" in batch else None
         aux = out.logits.new_zeros(())
         for extra in (visual.aux_loss, out.aux_loss):

@@ -3,11 +3,13 @@
 from core.pruning import (  # noqa: F401  (registers the methods)
     divprune,
     dycoke,
+    fastv,
     fastvid,
     fewer_frames,
     framefusion,
     oracle,
     pool,
+    pyramiddrop,
     scorer,
     similarity,
     simple,

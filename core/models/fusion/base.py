@@ -1,9 +1,16 @@
 """The contract every fusion arch implements: visual tokens + text → text logits.
 
-`FusionModel.forward(visual, input_ids, text_mask)` returns logits for TEXT positions only; labels
-are next-token labels built by the data side, so archs never shift. Parameters fall into named
-groups ("lm", "vision_adapters", "router") that partition the module's parameters, so training can
-log or freeze them by name.
+`FusionModel.forward(visual, input_ids, text_mask, query=None)` returns logits for TEXT positions
+only; labels are next-token labels built by the data side, so archs never shift. Parameters fall
+into named groups ("lm", "vision_adapters", "router") that partition the module's parameters, so
+training can log or freeze them by name.
+
+In-LLM drops (core.pruning.in_llm): an attached reducer (`attach_drop`) plans drops between
+layers; each arch runs them with a `DropRun`, which hands the ranking layer an `AttentionProbe`
+for the probing query (`query`: its text position) and, right after that layer, cuts the visual
+tokens to the kept ones. Residual archs drop the visual POSITIONS (hidden states, RoPE positions,
+masks, routing), so the remaining layers run on a shorter sequence; `cross_attention` prunes the
+visual K/V its later cross-attention blocks read.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from torch import nn
 
 from core.budget import residual_visual_tokens
 from core.extensions import Display, Extension, TokenFlow
-from core.models.attention import causal_with_key_padding
+from core.models.attention import AttentionProbe, Rope, RotaryEmbedding, causal_with_key_padding
 from core.models.language_model import DecoderBlock, DecoderLM
+from core.pruning.in_llm import DropPlan, InLLMReducer, probe_query
 
 if TYPE_CHECKING:
     from core.config.experiment import ExperimentConfig
@@ -31,11 +39,13 @@ MODALITIES = ("visual", "text")  # the token groups of archs with per-modality p
 
 @dataclass
 class FusionOutput:
-    """Text logits (B, T, V), an optional scalar auxiliary loss, and float diagnostics."""
+    """Text logits (B, T, V), an optional scalar auxiliary loss, float diagnostics, and after
+    in-LLM drops the original indices (B, K′) of the visual tokens the last layer still saw."""
 
     logits: torch.Tensor
     aux_loss: torch.Tensor | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    visual_kept: torch.Tensor | None = None
 
 
 class FusionModel(Extension, nn.Module):
@@ -55,6 +65,33 @@ class FusionModel(Extension, nn.Module):
         self.options = fusion.options  # this arch's own settings (fusion.<arch>.*)
         self.lm_cfg = lm
         self.vocab_size = vocab_size
+        self.drop: InLLMReducer | None = None  # an in-LLM reducer (`attach_drop`)
+
+    # ---- in-LLM drops ------------------------------------------------------------------------
+    def attach_drop(self, reducer: InLLMReducer) -> None:
+        """Run `reducer`'s drops inside this arch's layers (it holds no parameters)."""
+        for step in reducer.plan(2).steps:  # the layers do not depend on the clip length
+            if self.probe_layer(self.fusion_cfg, self.lm_cfg.n_layers, step.layer) is None:
+                raise ValueError(
+                    f"fusion.arch={self.arch} cannot rank a drop before LLM layer {step.layer}"
+                )
+        self.drop = reducer
+
+    @classmethod
+    def probe_layer(cls, fusion: FusionConfig, n_layers: int, drop_layer: int) -> int | None:
+        """The layer whose attention ranks the visual tokens for a drop before `drop_layer`: in a
+        residual arch the layer right before it."""
+        return drop_layer - 1 if drop_layer >= 1 else None
+
+    @classmethod
+    def probe_keys(cls, cfg: ExperimentConfig, flow: TokenFlow, layer: int) -> int:
+        """Keys of the probing query's row in `layer`: that layer's visual tokens and the text."""
+        return flow.llm_visual[layer] + flow.text_len
+
+    @classmethod
+    def drop_refusal(cls, cfg: ExperimentConfig, drop_layer: int) -> tuple[str, str] | None:
+        """(problem, fix) when a drop before `drop_layer` makes no sense in this arch, else None."""
+        return None
 
     def num_residual_visual_tokens(self, k: int) -> int:
         """Visual tokens this arch puts in the LM residual stream for K kept tokens."""
@@ -131,19 +168,121 @@ def residual_decoder_flops(cfg: ExperimentConfig, flow: TokenFlow) -> int:
     return layers + DecoderLM.head_flops(lm, t, flow.vocab)
 
 
-def prefix_key_valid(visual: VisualTokens, text_len: int) -> torch.Tensor:
-    """(B, K+T) key validity for a [visual | text] residual: visual.valid, then all text True.
+def prefix_key_valid(valid: torch.Tensor, text_len: int) -> torch.Tensor:
+    """(B, K+T) key validity for a [visual | text] residual: the visual tokens' `valid` (B, K),
+    then all text True.
 
     Text padding is right padding: under causality no real text query sees it, so it stays valid.
     """
-    valid = visual.valid
     ones = torch.ones(valid.shape[0], text_len, dtype=torch.bool, device=valid.device)
     return torch.cat((valid, ones), dim=1)
 
 
-def prefix_attention_mask(visual: VisualTokens, text_len: int) -> torch.Tensor | None:
-    """Causal + key-padding mask for [visual | text], or None (is_causal fast path) when every
-    visual token is valid. The all-valid check is one host sync per forward."""
-    if bool(visual.valid.all()):
+def prefix_attention_mask(valid: torch.Tensor, text_len: int) -> torch.Tensor | None:
+    """Causal + key-padding mask for [visual | text] given the visual `valid` (B, K), or None
+    (is_causal fast path) when every visual token is valid. The all-valid check is one host sync
+    per call (once per forward, and once more after each in-LLM drop)."""
+    if bool(valid.all()):
         return None
-    return causal_with_key_padding(prefix_key_valid(visual, text_len))
+    return causal_with_key_padding(prefix_key_valid(valid, text_len))
+
+
+class DropRun:
+    """One forward's in-LLM drops for a batch: the probes to request and what survives.
+
+    `index` (B, K′) holds the original visual index of each surviving token, `valid` its
+    validity. A residual arch calls `probe(i)` before layer i and `cut(i, probe)` after it; when
+    layer i ranks a drop, `cut` returns the (B, keep) selection among the current visual tokens
+    (apply it with `take_prefix` / `take`) and updates positions and masks.
+    """
+
+    def __init__(
+        self,
+        model: FusionModel,
+        visual: VisualTokens,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None,
+        residual: bool = True,
+    ) -> None:
+        self.drop = model.drop
+        self.tokens = visual.num_tokens
+        plan = self.drop.plan(visual.num_frames) if self.drop is not None else DropPlan(self.tokens)
+        if plan.tokens != self.tokens:
+            raise RuntimeError(
+                f"the in-LLM plan expects {plan.tokens} visual tokens, the batch has {self.tokens}"
+            )
+        fusion, n_layers = model.fusion_cfg, model.lm_cfg.n_layers
+        self.steps = {model.probe_layer(fusion, n_layers, s.layer): s for s in plan.steps}
+        self.residual = residual
+        self.text_len = text_mask.shape[1]
+        self.query = probe_query(None, text_mask) if query is None else query.to(text_mask.device)
+        b = visual.valid.shape[0]
+        self.index = torch.arange(self.tokens, device=visual.valid.device).expand(b, -1)
+        self.valid = visual.valid
+        self.device = visual.features.device  # the hidden states' (a mask may live elsewhere)
+        self.renumbered = False  # positions renumbered 0..S′−1 after a drop (keeps_positions off)
+
+    @property
+    def n_visual(self) -> int:
+        return self.valid.shape[1]
+
+    @property
+    def dropped(self) -> bool:
+        return self.n_visual < self.tokens
+
+    def probe(self, layer: int) -> AttentionProbe | None:
+        """The probe for `layer` when it ranks a drop, else None."""
+        if layer not in self.steps:
+            return None
+        if not self.residual:  # cross-attention: text queries over the visual keys
+            return AttentionProbe(self.query, self.valid, causal=False)
+        key_valid = prefix_key_valid(self.valid, self.text_len)
+        return AttentionProbe(self.n_visual + self.query, key_valid, causal=True)
+
+    def cut(self, layer: int, probe: AttentionProbe | None) -> torch.Tensor | None:
+        """After `layer`: the (B, keep) kept visual tokens (current indices), or None."""
+        step = self.steps.get(layer)
+        if step is None:
+            return None
+        if probe is None or probe.row is None:
+            raise RuntimeError(f"layer {layer} ranks a drop but its probe recorded no row")
+        sel = self.drop.rank(probe.row[:, : self.n_visual], self.valid, step.keep)
+        self.index = self.index.gather(1, sel)
+        self.valid = self.valid.gather(1, sel)
+        self.renumbered = self.renumbered or not self.drop.keeps_positions
+        return sel
+
+    def positions(self) -> torch.Tensor:
+        """RoPE position ids of [visual | text]: (S,) while contiguous, else (B, S) with the
+        survivors' original positions."""
+        if not self.dropped or self.renumbered:
+            return torch.arange(self.n_visual + self.text_len, device=self.device)
+        text = self.tokens + torch.arange(self.text_len, device=self.index.device)
+        return torch.cat((self.index, text.expand(self.index.shape[0], -1)), dim=1).to(self.device)
+
+    def rope(self, rotary: RotaryEmbedding) -> Rope:
+        return rotary(self.positions())
+
+    def mask(self) -> torch.Tensor | None:
+        return prefix_attention_mask(self.valid, self.text_len)
+
+    def kept(self) -> torch.Tensor | None:
+        """The survivors' original visual indices (B, K′) once something was dropped."""
+        return self.index if self.dropped else None
+
+
+def take(x: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+    """x (B, K, ...) → (B, keep, ...) at the selected (B, keep) indices."""
+    idx = sel.view(*sel.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    return x.gather(1, idx)
+
+
+def take_prefix(x: torch.Tensor, sel: torch.Tensor, n_visual: int) -> torch.Tensor:
+    """x (B, K+T, ...) [visual | text] → (B, keep+T, ...): the selected visual prefix, the text."""
+    return torch.cat((take(x[:, :n_visual], sel), x[:, n_visual:]), dim=1)
+
+
+def split_rope(rope: Rope, k: int) -> tuple[Rope, Rope]:
+    """Rope tables over [visual | text] ((S, d) or (B, 1, S, d)) → the visual and text parts."""
+    cos, sin = rope
+    return (cos[..., :k, :], sin[..., :k, :]), (cos[..., k:, :], sin[..., k:, :])

@@ -6,6 +6,10 @@ The residual carries text only (causal, is_causal fast path). After every
 no causal mask; padded visual tokens are masked with a (B, 1, 1, K) boolean key mask. `o_proj` and
 the MLP `down_proj` are zero-initialised, so every block is the identity at construction and a fresh
 model reproduces the text-only decoder exactly.
+
+An in-LLM drop before layer l prunes the visual K/V: the last cross-attention block before l ranks
+the visual tokens by the probing text query's cross-attention, and the blocks after layers ≥ l read
+only the kept ones. A drop with no block before it to rank, or none after it to save, is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from torch import nn
 
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
-from core.models.attention import RMSNorm, SwiGLU, attend
-from core.models.fusion.base import FusionModel, FusionOutput
+from core.models.attention import AttentionProbe, RMSNorm, SwiGLU, attend
+from core.models.fusion.base import DropRun, FusionModel, FusionOutput, take
 from core.models.language_model import (
     NORM_EPS,
     DecoderBlock,
@@ -78,11 +82,18 @@ class CrossAttentionBlock(nn.Module):
         )
 
     def forward(
-        self, h: torch.Tensor, visual: torch.Tensor, key_mask: torch.Tensor, has_key: torch.Tensor
+        self,
+        h: torch.Tensor,
+        visual: torch.Tensor,
+        key_mask: torch.Tensor,
+        has_key: torch.Tensor,
+        probe: AttentionProbe | None = None,
     ) -> torch.Tensor:
         """h (B, T, D); visual (B, K, D); key_mask (B, 1, 1, K) NaN-guarded; has_key (B, 1, 1)."""
         q = self.cross_attn.project_q(self.input_layernorm(h), None)
         k, v = self.cross_attn.project_kv(visual, None)
+        if probe is not None:
+            probe.record(q, k)
         ctx = attend(q, k, v, key_mask, causal=False)
         # A clip with no valid token contributes exactly nothing (its guarded attention is dropped).
         ctx = torch.where(has_key, ctx, torch.zeros_like(ctx))
@@ -118,6 +129,35 @@ class CrossAttentionFusion(FusionModel):
         )
         return text + cross + DecoderLM.head_flops(lm, t, flow.vocab)
 
+    @classmethod
+    def probe_layer(cls, fusion: FusionConfig, n_layers: int, drop_layer: int) -> int | None:
+        """The last cross-attention block before `drop_layer` ranks the visual tokens."""
+        before = [i for i in fusion.options.layers(n_layers) if i < drop_layer]
+        return before[-1] if before else None
+
+    @classmethod
+    def probe_keys(cls, cfg: ExperimentConfig, flow: TokenFlow, layer: int) -> int:
+        """The text query's cross-attention row spans that block's visual keys only."""
+        return flow.llm_visual[layer]
+
+    @classmethod
+    def drop_refusal(cls, cfg: ExperimentConfig, drop_layer: int) -> tuple[str, str] | None:
+        blocks = cfg.fusion.options.layers(cfg.lm.n_layers)
+        every = cfg.fusion.options.every
+        if not any(i < drop_layer for i in blocks):
+            return (
+                f"no cross-attention block before LLM layer {drop_layer} can rank the visual "
+                f"tokens (blocks follow layers {blocks}, fusion.cross_attention.every={every})",
+                "lower fusion.cross_attention.every",
+            )
+        if not any(i >= drop_layer for i in blocks):
+            return (
+                f"no cross-attention block at or after LLM layer {drop_layer} reads the visual "
+                f"tokens (blocks follow layers {blocks}), so the drop saves nothing",
+                "lower fusion.cross_attention.every",
+            )
+        return None
+
     def decoder_key_targets(self, key: str) -> list[str]:
         return [f"lm.{key}"]
 
@@ -125,16 +165,32 @@ class CrossAttentionFusion(FusionModel):
         return "vision_adapters" if name.startswith("cross_blocks.") else "lm"
 
     def forward(
-        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+        self,
+        visual: VisualTokens,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None = None,
     ) -> FusionOutput:
         self.check_inputs(visual, input_ids, text_mask)
         h = self.lm.embed_tokens(input_ids)
         feats = visual.features.to(h.dtype)
-        has_key = visual.valid.any(dim=1)[:, None, None]
-        key_mask = (visual.valid[:, None, :] | ~has_key)[:, None]  # (B, 1, 1, K)
+        run = DropRun(self, visual, text_mask, query, residual=False)
+        key_mask, has_key = _key_mask(run.valid)
         rope = self.lm.rotary(torch.arange(input_ids.shape[1], device=h.device))
         for i, layer in enumerate(self.lm.layers):
             h = layer(h, rope, None)
             if str(i) in self.cross_blocks:
-                h = self.cross_blocks[str(i)](h, feats, key_mask, has_key)
-        return FusionOutput(logits=self.lm.lm_head(self.lm.norm(h)))
+                probe = run.probe(i)
+                h = self.cross_blocks[str(i)](h, feats, key_mask, has_key, probe)
+                sel = run.cut(i, probe)
+                if sel is not None:
+                    feats = take(feats, sel)
+                    key_mask, has_key = _key_mask(run.valid)
+        return FusionOutput(logits=self.lm.lm_head(self.lm.norm(h)), visual_kept=run.kept())
+
+
+def _key_mask(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """valid (B, K) → (key_mask (B, 1, 1, K) NaN-guarded, has_key (B, 1, 1)): a clip with no
+    valid token attends to all its (ignored) keys, and `has_key` drops its result."""
+    has_key = valid.any(dim=1)[:, None, None]
+    return (valid[:, None, :] | ~has_key)[:, None], has_key

@@ -2,7 +2,9 @@
 
 Residual = [K visual | T text] on one RoPE position axis 0..K+T−1; causal attention with padded
 visual keys masked (is_causal fast path when every visual token is valid); the final norm and LM
-head run on the text slice only.
+head run on the text slice only. An in-LLM drop removes visual positions from the residual: the
+later layers run on [K′ visual | T text] (survivors keep their positions unless the reducer
+renumbers).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import torch
 
 from core.extensions import Display, TokenFlow
 from core.models.fusion.base import (
+    DropRun,
     FusionModel,
     FusionOutput,
-    prefix_attention_mask,
     residual_decoder_flops,
+    take_prefix,
 )
 from core.models.language_model import DecoderLM
 from core.registry import FUSION_ARCHS
@@ -47,13 +50,24 @@ class JointDecoder(FusionModel):
         return [f"lm.{key}"]
 
     def forward(
-        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+        self,
+        visual: VisualTokens,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None = None,
     ) -> FusionOutput:
         self.check_inputs(visual, input_ids, text_mask)
-        k, t = visual.num_tokens, input_ids.shape[1]
         text = self.lm.embed_tokens(input_ids)
         h = torch.cat((visual.features.to(text.dtype), text), dim=1)
-        rope = self.lm.rotary(torch.arange(k + t, device=h.device))
-        h = self.lm.run_layers(h, rope, prefix_attention_mask(visual, t))
-        logits = self.lm.lm_head(self.lm.norm(h[:, k:]))
-        return FusionOutput(logits=logits)
+        run = DropRun(self, visual, text_mask, query)
+        rope, mask = run.rope(self.lm.rotary), run.mask()
+        for i, layer in enumerate(self.lm.layers):
+            probe = run.probe(i)
+            h = layer(h, rope, mask, probe)
+            n_visual = run.n_visual
+            sel = run.cut(i, probe)
+            if sel is not None:
+                h = take_prefix(h, sel, n_visual)
+                rope, mask = run.rope(self.lm.rotary), run.mask()
+        logits = self.lm.lm_head(self.lm.norm(h[:, run.n_visual :]))
+        return FusionOutput(logits=logits, visual_kept=run.kept())

@@ -14,6 +14,9 @@ independent of its batch: with `fusion.moma.eval_router="aux"` a per-group auxil
 (trained with BCE on detached inputs to predict EC's choices; its loss is the arch's aux_loss)
 decides expert e iff its probability > 0.5, weighted by the main router score; with
 `"token_choice"` each token takes its top-r experts by main score, r = max(1, round(c·E)).
+
+An in-LLM drop removes visual positions from the residual and from the routable sets, so the later
+layers' routers never see a dropped token (it takes no capacity; k_e follows the shorter N).
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from torch import nn
 
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
-from core.models.attention import RMSNorm, Rope, RotaryEmbedding, SwiGLU
-from core.models.fusion.base import MODALITIES, FusionModel, FusionOutput, prefix_attention_mask
+from core.models.attention import AttentionProbe, RMSNorm, Rope, RotaryEmbedding, SwiGLU
+from core.models.fusion.base import MODALITIES, DropRun, FusionModel, FusionOutput, take_prefix
 from core.models.language_model import (
     NORM_EPS,
     DecoderLM,
@@ -203,8 +206,9 @@ class MoMaBlock(nn.Module):
         mask: torch.Tensor | None,
         routable: dict[str, torch.Tensor],
         records: list[dict],
+        probe: AttentionProbe | None = None,
     ) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), rope, mask)
+        h = h + self.self_attn(self.input_layernorm(h), rope, mask, probe)
         return h + self.mlp(self.post_attention_layernorm(h), routable, records)
 
 
@@ -257,14 +261,17 @@ class MoMa(FusionModel):
         return "vision_adapters" if ".groups.visual." in name else "lm"
 
     def forward(
-        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+        self,
+        visual: VisualTokens,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None = None,
     ) -> FusionOutput:
         self.check_inputs(visual, input_ids, text_mask)
-        k, t = visual.num_tokens, input_ids.shape[1]
         text = self.embed_tokens(input_ids)
         h = torch.cat((visual.features.to(text.dtype), text), dim=1)
-        rope = self.rotary(torch.arange(k + t, device=h.device))
-        mask = prefix_attention_mask(visual, t)
+        run = DropRun(self, visual, text_mask, query)
+        rope, mask = run.rope(self.rotary), run.mask()
         no_text = torch.zeros_like(text_mask)
         no_visual = torch.zeros_like(visual.valid)
         routable = {
@@ -272,12 +279,20 @@ class MoMa(FusionModel):
             "text": torch.cat((no_visual, text_mask), dim=1),
         }
         records: list[dict] = []
-        for layer in self.layers:
-            h = layer(h, rope, mask, routable, records)
-        logits = self.lm_head(self.norm(h[:, k:]))
+        for i, layer in enumerate(self.layers):
+            probe = run.probe(i)
+            h = layer(h, rope, mask, routable, records, probe)
+            n_visual = run.n_visual
+            sel = run.cut(i, probe)
+            if sel is not None:
+                h = take_prefix(h, sel, n_visual)
+                routable = {m: take_prefix(r, sel, n_visual) for m, r in routable.items()}
+                rope, mask = run.rope(self.rotary), run.mask()
+        logits = self.lm_head(self.norm(h[:, run.n_visual :]))
         aux = [r["aux_loss"] for r in records if "aux_loss" in r]
         aux_loss = torch.stack(aux).mean() if aux else None
-        return FusionOutput(logits=logits, aux_loss=aux_loss, stats=_routing_stats(records))
+        stats = _routing_stats(records)
+        return FusionOutput(logits, aux_loss, stats, visual_kept=run.kept())
 
 
 def _routing_stats(records: list[dict]) -> dict[str, float]:

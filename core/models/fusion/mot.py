@@ -6,7 +6,8 @@ embedding, LM head and the attention computation itself are shared: Q/K/V are pr
 modality and concatenated, ONE global attention runs over [visual | text] with ONE continuous RoPE
 position axis (positions do not restart per modality) and JD's causal + key-padding mask, and the
 result is split back through each modality's `o_proj`. Each modality's parameters are laid out as a
-DecoderBlock, so a text decoder's block can warm-start either copy by `load_state_dict`.
+DecoderBlock, so a text decoder's block can warm-start either copy by `load_state_dict`. An in-LLM
+drop shortens the visual stream (and its RoPE positions) for the later layers.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import torch
 from torch import nn
 
 from core.extensions import Display, TokenFlow
-from core.models.attention import RMSNorm, Rope, RotaryEmbedding, attend
+from core.models.attention import AttentionProbe, RMSNorm, Rope, RotaryEmbedding, attend
 from core.models.fusion.base import (
     MODALITIES,
+    DropRun,
     FusionModel,
     FusionOutput,
-    prefix_attention_mask,
     residual_decoder_flops,
+    split_rope,
+    take,
 )
 from core.models.language_model import NORM_EPS, DecoderBlock, init_weights
 from core.registry import FUSION_ARCHS
@@ -43,7 +46,11 @@ class MoTBlock(nn.Module):
         self.experts = nn.ModuleDict({m: DecoderBlock(cfg) for m in MODALITIES})
 
     def forward(
-        self, streams: dict[str, torch.Tensor], rope: dict[str, Rope], mask: torch.Tensor | None
+        self,
+        streams: dict[str, torch.Tensor],
+        rope: dict[str, Rope],
+        mask: torch.Tensor | None,
+        probe: AttentionProbe | None = None,
     ) -> dict[str, torch.Tensor]:
         qs, ks, vs = [], [], []
         for m in MODALITIES:
@@ -53,7 +60,10 @@ class MoTBlock(nn.Module):
             k, v = blk.self_attn.project_kv(x, rope[m])
             ks.append(k)
             vs.append(v)
-        ctx = attend(torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2), mask, causal=True)
+        q, k = torch.cat(qs, 2), torch.cat(ks, 2)
+        if probe is not None:
+            probe.record(q, k)
+        ctx = attend(q, k, torch.cat(vs, 2), mask, causal=True)
         ctx_by_mod = dict(
             zip(MODALITIES, ctx.split([s.shape[1] for s in streams.values()], 1), strict=True)
         )
@@ -100,15 +110,27 @@ class MixtureOfTransformers(FusionModel):
         return "vision_adapters" if ".visual." in f".{name}" else "lm"
 
     def forward(
-        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
+        self,
+        visual: VisualTokens,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None = None,
     ) -> FusionOutput:
         self.check_inputs(visual, input_ids, text_mask)
-        k, t = visual.num_tokens, input_ids.shape[1]
         text = self.embed_tokens(input_ids)
         streams = {"visual": visual.features.to(text.dtype), "text": text}
-        cos, sin = self.rotary(torch.arange(k + t, device=text.device))
-        rope = {"visual": (cos[:k], sin[:k]), "text": (cos[k:], sin[k:])}
-        mask = prefix_attention_mask(visual, t)
-        for layer in self.layers:
-            streams = layer(streams, rope, mask)
-        return FusionOutput(logits=self.lm_head(self.norm["text"](streams["text"])))
+        run = DropRun(self, visual, text_mask, query)
+        rope, mask = self._rope(run), run.mask()
+        for i, layer in enumerate(self.layers):
+            probe = run.probe(i)
+            streams = layer(streams, rope, mask, probe)
+            sel = run.cut(i, probe)
+            if sel is not None:
+                streams["visual"] = take(streams["visual"], sel)
+                rope, mask = self._rope(run), run.mask()
+        logits = self.lm_head(self.norm["text"](streams["text"]))
+        return FusionOutput(logits=logits, visual_kept=run.kept())
+
+    def _rope(self, run: DropRun) -> dict[str, Rope]:
+        visual, text = split_rope(run.rope(self.rotary), run.n_visual)
+        return {"visual": visual, "text": text}
