@@ -36,6 +36,7 @@ CATEGORY_COLUMNS = (
     "Grid",
     "Arch",
     "Protocol",
+    "Stage",
     "Method",
     "Variant",
     "Ratio",
