@@ -254,11 +254,22 @@ def flat_sections(frozen: Mapping[str, Any]) -> dict[str, Any]:
     return flatten({k: v for k, v in frozen.items() if k != "cell"})
 
 
-def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """`key: old → new` for every experiment key that differs between two frozen configs."""
-    a, b = flat_sections(old), flat_sections(new)
-    return [
-        f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}"
+def with_defaults(frozen: Mapping[str, Any]) -> dict[str, Any]:
+    """A frozen config as the current code resolves it (keys added since at their defaults);
+    as it is when it no longer validates."""
+    sections = {k: v for k, v in frozen.items() if k != "cell"}
+    try:
+        return ExperimentConfig.from_dict(copy.deepcopy(sections)).to_dict()
+    except (ValueError, KeyError, TypeError):
+        return sections
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:
+    """{key: `key: old → new`} for every experiment key that differs between two frozen configs
+    (a key the old one lacks counts at its default)."""
+    a, b = flat_sections(with_defaults(old)), flat_sections(new)
+    return {
+        k: f"{k}: {a.get(k, '<absent>')!r} → {b.get(k, '<absent>')!r}"
         for k in sorted(set(a) | set(b))
         if a.get(k) != b.get(k)
-    ]
+    }

@@ -50,6 +50,9 @@ GRID_KEYS = (
 PROTOCOL_KEYS = ("base", "finetune", "zeroshot")
 VARIANT_KEYS = ("match", "set", "protocol")
 VARIANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# grid.name and wandb_group reach paths, SLURM job names and sbatch scripts: no separators,
+# whitespace, newlines or shell characters
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RULE_KEYS = ("match", "pin", "unless", "set")
 RESOURCE_KEYS = ("timeout_min", "cpus", "gpus", "mem_gb", "nodes", "tasks", "array_parallelism")
 DEFAULT_RESOURCES: dict[str, Any] = {
@@ -274,11 +277,19 @@ class GridSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> GridSpec:
         """Validate a merged grid mapping (after `resolve_grid`)."""
         name = data.get("name")
-        if not isinstance(name, str) or not name or "/" in name or name.startswith(("_", ".")):
+        if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
             raise GridError(
-                f"grid.name={name!r}: needs a plain folder name. Fix: e.g. prune_sweep."
+                f"grid.name={name!r}: needs a plain folder name (letters, digits, '.', '_', '-', "
+                "starting with a letter or digit, at most 100; it becomes a folder and a SLURM "
+                "job name). Fix: e.g. prune_sweep."
             )
         where = f"grid {name}"
+        group = data.get("wandb_group")
+        if group is not None and not (isinstance(group, str) and SAFE_NAME.fullmatch(group)):
+            raise GridError(
+                f"{where}: grid.wandb_group={group!r}: needs a plain name (letters, digits, '.', "
+                "'_', '-'). Fix: e.g. wandb_group: prune_sweep."
+            )
         unknown = sorted(set(data) - set(GRID_KEYS))
         if unknown:
             raise GridError(f"{where}: grid.{unknown[0]}: unknown key. Fix: use {GRID_KEYS}.")

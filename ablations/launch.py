@@ -7,7 +7,8 @@ Examples
   python ablations/launch.py grid=prune_sweep scale=paper backend=slurm backend.profile=mysite
   python ablations/launch.py grid=prune_sweep retry_failed=true | force=true
   python ablations/launch.py grid=prune_sweep action=status | action=collect
-See slurm/README.md for every option.
+See slurm/README.md for every option. A bad input is one `error:` line and exit code 2
+(ABLATIONS_TRACEBACK=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -41,4 +42,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if problem := app.conf_problem(REPO_ROOT / "ablations" / "conf"):  # before hydra reads it
+        print(f"error: {problem}")
+        sys.exit(2)
     main()

@@ -1,9 +1,12 @@
 """The plan of one launch: each cell's state in the results tree, what to run, and what it costs.
 
-Decisions: done → skip; running or pending → skip (never two writers); new → run; incomplete → run
-(the runner resumes from its checkpoint); failed → run only with retry_failed; with force every
-existing dir except running ones is moved to `_trash/` and run anew. An incomplete or failed cell
-whose frozen config differs from the new one is refused (naming the changed keys) unless force.
+Decisions: done → skip; running or pending (a live holder: its claim, job or process) → skip
+(never two writers); new → run; incomplete → run (the runner resumes from its checkpoint); failed
+→ run only with retry_failed, or when its runtime-only keys changed (the fix of a failure such as
+`train.device=cuda` on a CPU machine: the frozen config is updated and the cell retried); with
+force every existing dir except running ones is moved to `_trash/` and run anew. An incomplete
+cell whose frozen config differs from the new one is refused (naming the changed keys) unless
+force. Planning only reads the tree: the launcher re-plans under the grid lock before it writes.
 
 Cells that start from a base cell (a grid protocol) form the second stage: they run after the first
 stage (bases and cells without a base), and a cell whose base is failed and not retried is
@@ -16,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablations.cells import CellSpec, config_changes
+from ablations.cells import CellSpec, config_diff
 from core.efficiency.flops import analytic_flops
 from core.io import read_yaml
 from core.results import (
     CONFIG_FILE,
+    RESULT_FILE,
+    RUNTIME_KEYS,
     STALE_S,
     State,
     classify_grid,
@@ -41,6 +46,8 @@ class PlannedCell:
     status: dict[str, Any] | None
     run: bool
     reason: str
+    refreeze: bool = False  # failed with changed runtime-only keys: config.yaml is rewritten
+    problems: tuple[str, ...] = ()  # unreadable files of the cell (named)
 
     @property
     def cell_id(self) -> str:
@@ -86,32 +93,64 @@ def make_plan(
     changed: list[str] = []
     for cell in cells:
         cell_dir = grid_dir / cell.cell_id
-        state, status = found[cell.cell_id].state, found[cell.cell_id].status
+        found_cell = found[cell.cell_id]
+        state, status = found_cell.state, found_cell.status
+        diff = (
+            frozen_changes(cell_dir, cell)
+            if not force and state in (State.INCOMPLETE, State.FAILED)
+            else {}
+        )
+        runtime_only = bool(diff) and all(k in RUNTIME_KEYS for k in diff)
+        refreeze = False
         if state in (State.RUNNING, State.PENDING):
-            run, reason = False, f"{state} (not resubmitted)"
+            run, reason = False, f"{state} (not resubmitted): {found_cell.reason}"
         elif force and state != State.NEW:
             run, reason = True, f"force (was {state})"
         elif state == State.DONE:
             run, reason = False, "done"
         elif state == State.NEW:
             run, reason = True, "new"
+        elif runtime_only:  # the fix of a failure (train.device, a path) or a logging change
+            run, refreeze = True, True
+            verb = "resume" if state == State.INCOMPLETE else "retry"
+            reason = f"{verb}, runtime keys changed: " + "; ".join(list(diff.values())[:4])
         elif state == State.FAILED and not retry_failed:
             run, reason = False, "failed (retry_failed=true re-runs it)"
         else:
             run, reason = True, "resume" if state == State.INCOMPLETE else "retry"
-        if run and not force and state in (State.INCOMPLETE, State.FAILED):
-            diff = config_changes(read_yaml(cell_dir / CONFIG_FILE), cell.frozen())
-            if diff:
-                changed.append(f"{cell.name} ({cell.cell_id}): " + "; ".join(diff[:6]))
-        plan.cells.append(PlannedCell(cell, state, status, run, reason))
+        if run and diff and not refreeze:
+            changed.append(f"{cell.name} ({cell.cell_id}): " + "; ".join(list(diff.values())[:6]))
+        problems = tuple(
+            p for p in found_cell.problems if not p.startswith(str(cell_dir / RESULT_FILE))
+        )
+        plan.cells.append(PlannedCell(cell, state, status, run, reason, refreeze, problems))
     _block_on_bases(plan)
     if changed:
         raise PlanError(
-            "the frozen config of existing cell(s) differs from the new one (runtime-only keys "
-            "such as paths or W&B settings):\n  " + "\n  ".join(changed) + "\nFix: relaunch "
-            "with the original values, or force=true to move those cells to _trash/ and rerun."
+            "the frozen config of existing cell(s) differs from the new one in keys that are not "
+            "runtime-only (core.results.RUNTIME_KEYS), so resuming would mix two experiments:\n  "
+            + "\n  ".join(changed)
+            + "\nFix: relaunch with the original values, or force=true to move those cells to "
+            "_trash/ and rerun."
         )
     return plan
+
+
+def frozen_changes(cell_dir: Path, cell: CellSpec) -> dict[str, str]:
+    """{key: `key: old → new`} where the frozen config differs from the new one (usually
+    runtime-only keys: the others are in the cell id); PlanError naming the file when
+    config.yaml cannot be read."""
+    path = cell_dir / CONFIG_FILE
+    try:
+        frozen = read_yaml(path)
+    except Exception as exc:  # yaml.YAMLError, OSError, UnicodeDecodeError
+        raise PlanError(
+            f"{path}: unreadable frozen config ({type(exc).__name__}: {exc}). Fix: restore it, or "
+            f"relaunch with force=true to move cell {cell.name} to _trash/ and run it anew."
+        ) from exc
+    if not isinstance(frozen, dict):
+        raise PlanError(f"{path}: not a frozen config. Fix: relaunch with force=true.")
+    return config_diff(frozen, cell.frozen())
 
 
 def _block_on_bases(plan: Plan) -> None:
@@ -175,7 +214,12 @@ def render(plan: Plan, cost: dict[str, Any] | None = None, max_rows: int = 60) -
     skipped = [pc for pc in plan.cells if not pc.run and pc.state not in (State.DONE,)]
     for pc in skipped[:max_rows]:
         why = (pc.status or {}).get("error") if pc.state == State.FAILED else pc.reason
-        lines.append(f"  not run: {pc.cell.name} ({pc.cell_id}): {why}")
+        hint = " (retry_failed=true re-runs it)" if pc.state == State.FAILED else ""
+        lines.append(f"  not run: {pc.cell.name} ({pc.cell_id}): {why}{hint}")
+    for pc in plan.cells:
+        for problem in pc.problems:
+            fix = "rewritten when the cell runs" if pc.run else "left as it is"
+            lines.append(f"  warning: {problem} ({pc.cell.name}: {fix})")
     if cost is not None:
         lines.append(
             f"cost: {cost['cells']} cells, {cost['train_steps']} train steps, "

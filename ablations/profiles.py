@@ -6,6 +6,7 @@ a default partition or account; unknown keys are refused so typos surface before
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ PROFILE_KEYS: dict[str, tuple[bool, bool]] = {
     "auto": (False, False),  # backend=auto may pick SLURM with this profile
     "description": (False, True),
 }
+
+
+# values written into `#SBATCH --key=value` lines: a node list, a constraint expression, a name;
+# never whitespace, a newline (it would end the comment and inject a shell line), quotes or $
+SBATCH_VALUE = re.compile(r"[A-Za-z0-9._,:=+@%&|()!*\[\]/-]{1,200}")
+SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]{0,40}")
+SBATCH_FIELDS = ("partition", "account", "qos", "constraint", "exclude")
 
 
 class ProfileError(ValueError):
@@ -84,12 +92,28 @@ def validate_profile(data: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("max_num_timeout", "signal_delay_s"):
         if not isinstance(data[key], int) or data[key] < 0:
             raise ProfileError(f"{where}: {key}={data[key]!r} must be a whole number ≥ 0.")
+    for key in SBATCH_FIELDS:
+        if data.get(key) is not None:
+            _check_sbatch_value(f"{where}: {key}", data[key])
     setup = data.get("setup") or []
     if not isinstance(setup, list) or not all(isinstance(s, str) for s in setup):
         raise ProfileError(f"{where}: setup must be a list of shell lines.")
+    for i, line in enumerate(setup):
+        if any(ord(c) < 32 and c != "\t" for c in line):
+            raise ProfileError(
+                f"{where}: setup[{i}]={line!r}: one shell line per entry, without newlines or "
+                "control characters. Fix: split it into several entries."
+            )
     extra = data.get("additional_parameters") or {}
     if not isinstance(extra, dict):
         raise ProfileError(f"{where}: additional_parameters must map sbatch options to values.")
+    for key, value in extra.items():
+        if not isinstance(key, str) or not SBATCH_KEY.fullmatch(key):
+            raise ProfileError(
+                f"{where}: additional_parameters key {key!r}: not an sbatch option name. Fix: "
+                "e.g. mail_type (lower case, digits, '_', '-')."
+            )
+        _check_sbatch_value(f"{where}: additional_parameters.{key}", value)
     return {
         **{k: None for k in PROFILE_KEYS},
         "auto": False,
@@ -97,3 +121,13 @@ def validate_profile(data: dict[str, Any], where: str) -> dict[str, Any]:
         "setup": list(setup),
         "additional_parameters": dict(extra),
     }
+
+
+def _check_sbatch_value(where: str, value: Any) -> None:
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not SBATCH_VALUE.fullmatch(text):
+        raise ProfileError(
+            f"{where}={value!r}: not a plain sbatch value (letters, digits and ._,:=+@%&|()!*[]/- "
+            "only; no spaces, newlines, quotes or $). Fix: write the value SLURM expects, e.g. "
+            "gpu or node[01-04]."
+        )

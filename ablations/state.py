@@ -1,8 +1,10 @@
 """The few records the launcher writes into a cell folder itself; states come from core.results.
 
 The runner owns status.json while it runs; the launcher only writes `pending` before handing a
-cell to a backend, `waiting` when it releases one it cannot run yet (its base is not done), and
-`failed` when a job died without a word, and moves forced cells aside.
+cell to a backend, `waiting` when it releases one it cannot run yet (its base is not done),
+`failed` when a job failed outside the runner and `interrupted` when it was stopped or died
+without a word, and moves forced cells aside. Every one of these writes is made while the writer
+holds the cell's claim (ablations.claims).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.results import TRASH_DIR, CellStatus, State
+from core.results import TRASH_DIR, CellStatus, ResultsError, State, read_status
 
 
 def write_pending(cell_dir: Path) -> None:
@@ -33,6 +35,25 @@ def mark_failed(cell_dir: Path, reason: str) -> None:
         return
     step = status.data.get("step")
     status.fail(reason, step=None if step is None else int(step))
+
+
+def recorded_error(cell_dir: Path) -> str | None:
+    """The error status.json records (None when none, or when it is unreadable)."""
+    try:
+        status = read_status(cell_dir) or {}
+    except ResultsError:
+        return None
+    error = status.get("error")
+    return str(error) if error else None
+
+
+def mark_interrupted(cell_dir: Path, reason: str) -> None:
+    """Record that a run was stopped from outside (signal, time limit, a worker that died): the
+    cell stays resumable; a finished cell is left as it is."""
+    status = CellStatus(cell_dir)
+    if status.state == State.DONE:
+        return
+    status.interrupt(reason)
 
 
 def move_to_trash(cell_dir: Path) -> Path:

@@ -17,6 +17,8 @@ from core.results import (
     read_plan,
 )
 
+RETRY_HINT = "  (failed cells are skipped on re-launch; retry_failed=true runs them again)"
+
 
 def grid_states(
     grid_dir: Path, live: set[str] | None = None, stale_s: float = STALE_S
@@ -72,7 +74,7 @@ def print_status(grid_dir: Path, stale_s: float = STALE_S) -> dict[str, int]:
             f" attempts {r['attempts']}{where}{extra}"
         )
     if any(r["state"] == State.FAILED for r in rows):
-        print("  (failed cells are skipped on re-launch; retry_failed=true runs them again)")
+        print(RETRY_HINT)
     return counts
 
 
@@ -83,4 +85,8 @@ def summarize(grid_dir: Path, ran: set[str], stale_s: float = STALE_S) -> int:
     bad = [r for r in rows if r["cell_id"] in ran and r["state"] != State.DONE]
     for r in bad:
         print(f"  {r['state']}: {r['name']} ({r['cell_id']}): {r['error']}")
+    if any(r["state"] == State.FAILED for r in bad):
+        print(RETRY_HINT)
+    if any(r["state"] == State.INCOMPLETE for r in bad):
+        print("  (incomplete cells resume from their checkpoint on a plain re-launch)")
     return len(bad)

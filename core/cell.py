@@ -162,6 +162,26 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
+class NoValidClips(RuntimeError):
+    """A cell trained on no decodable clip, or evaluated none: its numbers would mean nothing."""
+
+
+def bad_clip_report(datasets: Sequence[Any]) -> str:
+    """`<bad>/<clips> bad; first: <error>` over the distinct videos of `datasets`, decoding each
+    here (only on the failure path: every clip seen so far was bad)."""
+    seen: dict[str, str] = {}
+    for dataset in datasets:
+        for record in dataset.records:
+            key = str(record.video)
+            if key in seen:
+                continue
+            clip = dataset.load_frames(record)
+            seen[key] = "" if clip.valid.any() else (clip.error or f"{key}: {clip.reason}")
+    bad = [why for why in seen.values() if why]
+    first = f"; first: {bad[0]}" if bad else ""
+    return f"{len(bad)}/{len(seen)} bad{first}"
+
+
 @dataclass
 class CellData:
     """The datasets of a cell: training segments (caption pre-training, then the task) and val."""
@@ -242,6 +262,7 @@ class CellRun:
         tick = time.perf_counter()
         parallel = self.wrap_parallel(model, device, dist)
         self.train(parallel, optimisation, data, device, dist, _LogTo(logger, status))
+        self.check_trained(data)
         timing = {"train_s": time.perf_counter() - tick}
         model = self.evaluation_model(model, data.vocab_size, device)
         if dist.rank != 0:
@@ -490,7 +511,42 @@ class CellRun:
             },
         }
         self.warnings += REDUCERS.get(self.cfg.pruning.method).warnings(ev["stats"])
+        self.check_evaluated(data, ev["bad_samples"], ev["eval_samples"])
         return metrics, ev
+
+    def check_trained(self, data: CellData) -> None:
+        """Fail a cell that trained on no valid batch (every step skipped: no decodable clip);
+        warn when the skipped share exceeds eval.max_bad_fraction."""
+        steps, skipped = self.state.step, self.state.skipped_batches
+        if steps and skipped >= steps:
+            raise NoValidClips(
+                "no decodable training clips: "
+                + bad_clip_report([seg.dataset for seg in data.segments])
+                + ". Fix: check the videos the train manifest points at (data.data_root, "
+                "data.manifest) with the data doctor."
+            )
+        limit = self.cfg.eval.max_bad_fraction
+        if steps and skipped / steps > limit:
+            self.warnings.append(
+                f"{skipped}/{steps} training steps had no decodable clip (more than "
+                f"eval.max_bad_fraction={limit:g})"
+            )
+
+    def check_evaluated(self, data: CellData, bad: int, total: int) -> None:
+        """Fail a cell that evaluated no valid clip; warn when the share of undecodable
+        validation clips (counted as wrong) exceeds eval.max_bad_fraction."""
+        if total and bad >= total:
+            raise NoValidClips(
+                "no decodable validation clips: "
+                + bad_clip_report([data.val])
+                + ". Fix: check the videos the validation manifest points at with the data doctor."
+            )
+        limit = self.cfg.eval.max_bad_fraction
+        if total and bad / total > limit:
+            self.warnings.append(
+                f"{bad}/{total} validation clips undecodable ({bad / total:.1%}, more than "
+                f"eval.max_bad_fraction={limit:g}); they count as wrong answers"
+            )
 
     def measure(
         self, model: VideoVLM, data: CellData, device: torch.device, ev: dict[str, Any]

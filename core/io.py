@@ -4,6 +4,10 @@ Every file a reader may look at while a cell runs (status.json, result.json, con
 is written to a temp file in the same directory, flushed, fsynced and renamed over the target, then
 the directory is fsynced: readers see the old or the new file, never a torn one. JSONL metrics are
 appended line by line and fsynced, so a killed job loses at most the line being written.
+
+Files are created with mode 0666 filtered by the process umask (and any default ACL of the
+folder), like any other file the user writes: results on shared storage stay readable by the group
+under the usual umask 0022 or 0002 (tempfile.mkstemp would make every one of them 0600).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +42,7 @@ def atomic_write(
     """Call `write(f)` on a temp file next to `path`, then atomically replace `path` with it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = create_exclusive(target.parent, f".{target.name}.", ".tmp")
     try:
         mode = "wb" if binary else "w"
         kwargs: dict[str, Any] = {} if binary else {"encoding": "utf-8"}
@@ -53,6 +57,19 @@ def atomic_write(
         raise
     fsync_dir(target.parent)
     return target
+
+
+def create_exclusive(directory: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """(fd, path) of a new file `<prefix><random><suffix>` in `directory`, opened for writing and
+    created with O_EXCL and mode 0666 & ~umask (the umask and default ACLs apply)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temp file name {prefix}*{suffix} in 100 tries")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -136,3 +153,19 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
                 break
             raise ValueError(f"{p}:{i + 1}: corrupt JSONL line (not the last one)") from None
     return records
+
+
+def utf8_problem(path: str | os.PathLike[str]) -> str | None:
+    """`<file>:<line>:<column>: not UTF-8 ...` for the first byte of a text file that is not UTF-8,
+    None when the whole file decodes (read line by line: manifests can be large)."""
+    p = Path(path)
+    with p.open("rb") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{p}:{lineno}:{exc.start + 1}: not UTF-8 (byte 0x{line[exc.start]:02x}). "
+                    "Fix: re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                )
+    return None

@@ -2,7 +2,7 @@
 status.json (`CellStatus`), result.json (schema, `write_result`, `read_result`), the `cell` block of
 config.yaml, plan.json and the job manifest jobs.json.
 
-    results/<grid>/plan.json, jobs.json, _trash/, _analysis/, _submitit/
+    results/<grid>/plan.json, jobs.json, _trash/, _analysis/, _submitit/, _locks/
     results/<grid>/<cell_id>/config.yaml, status.json, metrics.jsonl, result.json,
                              checkpoints/, diagnostics/, wandb/
 
@@ -13,20 +13,31 @@ module, and analysis runs where torch is not installed. Every write is atomic (c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.io import read_yaml, write_json_atomic, write_yaml_atomic
+from core.lease import (
+    HEARTBEAT,
+    LEASE_S,
+    Holder,
+    Lease,
+    exit_on_loss,
+    live_holders,
+    pid_alive,
+)
 
 # ---- layout ------------------------------------------------------------------------------------
 
@@ -35,6 +46,9 @@ JOBS_FILE = "jobs.json"
 TRASH_DIR = "_trash"
 ANALYSIS_DIR = "_analysis"
 SUBMITIT_DIR = "_submitit"
+LOCKS_DIR = "_locks"  # the grid lock and the cell claims (core.lease leases)
+GRID_LOCK = "grid.lock"
+CLAIM_SUFFIX = ".claim"
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -68,6 +82,7 @@ RUNTIME_KEYS = (
     "train.parallel",  # DDP or FSDP compute the same model (up to float noise) ...
     "train.fsdp_cpu_offload",
     "train.activation_checkpointing",  # ... with or without recomputation
+    "eval.max_bad_fraction",  # only flags a result (warnings), never changes it
     "logging.progress",
     "logging.wandb",
     "logging.project",
@@ -82,9 +97,11 @@ class ResultsError(ValueError):
     """A file of the results tree is unreadable or breaks the format; the message names it."""
 
 
-# A status.json state that is no cell state of its own: released without running (see
-# CellStatus.wait); such a cell is incomplete.
+# status.json states that are no cell states of their own; such a cell is incomplete: released
+# without running (CellStatus.wait), or stopped by a signal, a time limit or a dead worker
+# (CellStatus.interrupt), resumable from its checkpoint.
 WAITING = "waiting"
+INTERRUPTED = "interrupted"
 
 
 class State:
@@ -161,16 +178,6 @@ def git_commit(repo_dir: str | None = None) -> str:
         return "unknown"
     commit = out.decode(errors="replace").strip()
     return commit or "unknown"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _read_json_file(path: Path) -> Any:
@@ -259,6 +266,12 @@ class CellStatus:
         """Released by its launcher without running (e.g. its base is not done): not held, not
         failed; classify reports it incomplete with `reason`, and a re-launch runs it."""
         self.data.update(state=WAITING, error=reason)
+        self._write()
+
+    def interrupt(self, reason: str) -> None:
+        """Stopped from outside (signal, time limit, killed worker), not failed: classify reports
+        it incomplete with `reason`, and a plain re-launch resumes it from its checkpoint."""
+        self.data.update(state=INTERRUPTED, error=reason, finished=None)
         self._write()
 
     def start(self, host: str | None = None, commit: str | None = None) -> None:
@@ -500,6 +513,71 @@ def read_plan(grid_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return plan
 
 
+# ---- locks: the grid lock and the cell claims (core.lease) --------------------------------------
+
+# Every write into a grid happens under a lease: the grid lock (`_locks/grid.lock/`, held for the
+# seconds a launcher plans, prepares cells and merges jobs.json) or the cell's claim
+# (`_locks/<cell_id>.claim/`, held by the launcher that queued the cell and then by the worker that
+# runs it, for as long as it runs). See docs/results_format.md.
+
+
+def grid_lock_path(grid_dir: str | os.PathLike[str]) -> Path:
+    return Path(grid_dir) / LOCKS_DIR / GRID_LOCK
+
+
+def claim_path(cell_dir: str | os.PathLike[str]) -> Path:
+    cell_dir = Path(cell_dir)
+    return cell_dir.parent / LOCKS_DIR / f"{cell_dir.name}{CLAIM_SUFFIX}"
+
+
+def claim_holders(cell_dir: str | os.PathLike[str]) -> list[Holder]:
+    """The live holders of a cell's claim ([] when nobody holds it)."""
+    return live_holders(claim_path(cell_dir))
+
+
+_held_grid_locks: dict[Path, tuple[Lease, int]] = {}
+_grid_locks_mutex = threading.Lock()
+
+
+def _say_waiting(path: Path) -> Any:
+    def waiting(holders: list[Holder]) -> None:
+        who = "; ".join(h.describe() for h in holders)
+        print(f"waiting for the grid lock {path} (held by {who})", flush=True)
+
+    return waiting
+
+
+@contextlib.contextmanager
+def grid_lock(grid_dir: str | os.PathLike[str], lease_s: float = LEASE_S) -> Iterator[Lease]:
+    """Hold the grid lock (re-entrant within a process); a holder that is dead, or silent for a
+    whole lease, is taken over. A process that loses it stops at once (`exit_on_loss`)."""
+    path = grid_lock_path(Path(grid_dir).resolve())
+    with _grid_locks_mutex:
+        held = _held_grid_locks.get(path)
+        if held is not None:
+            _held_grid_locks[path] = (held[0], held[1] + 1)
+    if held is not None:
+        try:
+            yield held[0]
+        finally:
+            with _grid_locks_mutex:
+                lease, depth = _held_grid_locks[path]
+                _held_grid_locks[path] = (lease, depth - 1)
+        return
+    lease = Lease(path, role="launcher", lease_s=lease_s, on_lost=exit_on_loss)
+    lease.acquire(waiting=_say_waiting(path))
+    HEARTBEAT.add(lease)
+    with _grid_locks_mutex:
+        _held_grid_locks[path] = (lease, 1)
+    try:
+        yield lease
+    finally:
+        with _grid_locks_mutex:
+            del _held_grid_locks[path]
+        HEARTBEAT.remove(lease)
+        lease.release()
+
+
 # ---- jobs.json: who holds each cell ------------------------------------------------------------
 
 # Backends whose job id names a process on the recorded host (`inline-<pid>`, or a local job's
@@ -513,21 +591,42 @@ def read_jobs(grid_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = grid_dir / JOBS_FILE
     if not path.is_file():
         return {"grid": grid_dir.name, "cells": {}}
-    data = _read_json_file(path)
+    fix = (
+        " Fix: remove it (who holds a running cell is also in its claim under _locks/) or "
+        "restore it."
+    )
+    try:
+        data = _read_json_file(path)
+    except ResultsError as exc:
+        raise ResultsError(f"{exc}.{fix}") from exc
     if not isinstance(data, dict) or not isinstance(data.setdefault("cells", {}), dict):
-        raise ResultsError(f"{path}: not a job manifest. Fix: restore it or remove it.")
+        raise ResultsError(f"{path}: not a job manifest.{fix}")
     return data
 
 
 def record_jobs(
-    grid_dir: str | os.PathLike[str], backend: str, submitted: Mapping[str, str | None]
+    grid_dir: str | os.PathLike[str],
+    backend: str,
+    submitted: Mapping[str, str | None],
+    lease_s: float = LEASE_S,
 ) -> dict[str, Any]:
-    """Merge {cell_id: job id} into jobs.json (atomically) and return the manifest.
+    """Merge {cell_id: job id} into jobs.json (atomically, under the grid lock: concurrent
+    launchers never lose each other's entries) and return the manifest.
 
     A job id of None records this launcher as the holder of a cell it has not submitted yet. Each
     entry keeps the backend, host and launcher pid, and the earlier jobs in `history`."""
     grid_dir = Path(grid_dir)
-    manifest = read_jobs(grid_dir)
+    with grid_lock(grid_dir, lease_s) as lock:
+        manifest = _merge_jobs(read_jobs(grid_dir), backend, submitted)
+        manifest["grid"] = grid_dir.name
+        lock.ensure()
+        write_json_atomic(grid_dir / JOBS_FILE, manifest)
+    return manifest
+
+
+def _merge_jobs(
+    manifest: dict[str, Any], backend: str, submitted: Mapping[str, str | None]
+) -> dict[str, Any]:
     stamp, host = now_iso(), socket.gethostname()
     for cell_id, job_id in submitted.items():
         entry = manifest["cells"].get(cell_id) or {"history": []}
@@ -543,9 +642,7 @@ def record_jobs(
             launcher_pid=os.getpid(),
         )
         manifest["cells"][cell_id] = entry
-    manifest["grid"] = grid_dir.name
     manifest["updated"] = stamp
-    write_json_atomic(grid_dir / JOBS_FILE, manifest)
     return manifest
 
 
@@ -573,15 +670,19 @@ class Liveness:
     """What is known, outside the cell folder, about who holds a cell (`classify`'s inputs).
 
     queued: job ids the scheduler lists (None: not asked or it did not answer); job_ids: the
-    cell's scheduler job ids; pids: processes that hold it, on `host` (empty host: the status's)."""
+    cell's scheduler job ids; pids: processes that hold it, on `host` (empty host: the status's);
+    claims: the live holders of the cell's claim (`claim_holders`)."""
 
     queued: frozenset[str] | None = None
     job_ids: tuple[str, ...] = ()
     pids: tuple[int, ...] = ()
     host: str = ""
+    claims: tuple[Holder, ...] = ()
 
     def alive(self, status_host: str = "") -> bool | None:
         """True/False when the holder can be checked, None when only the heartbeat can tell."""
+        if self.claims:
+            return True
         if self.queued is not None and self.job_ids:
             return bool(set(self.job_ids) & self.queued)
         if self.pids and (self.host or status_host) == socket.gethostname():
@@ -590,9 +691,13 @@ class Liveness:
 
 
 def liveness(
-    manifest: Mapping[str, Any], cell_id: str, queued: Iterable[str] | None = None
+    manifest: Mapping[str, Any],
+    cell_id: str,
+    queued: Iterable[str] | None = None,
+    claims: Iterable[Holder] = (),
 ) -> Liveness:
-    """The cell's liveness inputs from jobs.json plus, when given, the scheduler's queued ids.
+    """The cell's liveness inputs from jobs.json plus, when given, the scheduler's queued ids and
+    the live holders of its claim.
 
     A process backend's job is its pid; a cell recorded without a job id is held by the launcher
     that recorded it (its pid) until that launcher submits it."""
@@ -615,6 +720,7 @@ def liveness(
         job_ids=scheduled,
         pids=pids,
         host=str(entry.get("host") or ""),
+        claims=tuple(claims),
     )
 
 
@@ -637,12 +743,14 @@ def classify(
 ) -> CellState:
     """The one state machine of a cell folder (launcher and analysis alike).
 
-    done: a valid result.json. new: no config.yaml (never prepared). failed: status failed.
+    done: a valid result.json. held (pending when status says pending, else running): a live
+    holder has the cell's claim, whatever the folder says (it is being prepared or run right
+    now). new: no config.yaml (never prepared). failed: status failed.
     running / pending: status running / pending and its holder alive: the scheduler lists its
     job, else its process (on this host) exists, else, when neither can be checked, the status
     was updated within `stale_s`. incomplete: everything else with a frozen config (killed,
-    preempted, stale, never started, or a result.json that is unreadable or breaks the schema):
-    a re-launch resumes it.
+    interrupted, preempted, stale, never started, or a result.json that is unreadable or breaks
+    the schema): a re-launch resumes it.
     """
     cell_dir = Path(cell_dir)
     problems: list[str] = []
@@ -654,6 +762,12 @@ def classify(
     result, bad_result = check_result(cell_dir)
     if result is not None:
         return CellState(State.DONE, "", status, result, tuple(problems))
+    if live.claims:
+        queued = status is not None and status["state"] == State.PENDING
+        who = "; ".join(h.describe(now) for h in live.claims)
+        state = State.PENDING if queued else State.RUNNING
+        why = f"{'queued' if queued else 'held'} by {who}"
+        return CellState(state, why, status, None, tuple(problems))
     if bad_result is not None:
         problems.append(bad_result)
         return CellState(
@@ -677,6 +791,9 @@ def classify(
         return CellState(State.FAILED, str(why), status, None, tuple(problems))
     if state == WAITING:
         why = f"{status.get('error') or 'waiting'}; a re-launch runs it once that is resolved"
+        return CellState(State.INCOMPLETE, why, status, None, tuple(problems))
+    if state == INTERRUPTED:
+        why = f"{status.get('error') or 'interrupted'}; a re-launch resumes it"
         return CellState(State.INCOMPLETE, why, status, None, tuple(problems))
     if state not in (State.RUNNING, State.PENDING):
         why = (
@@ -718,11 +835,24 @@ def classify_grid(
     manifest: Mapping[str, Any] | None = None,
 ) -> dict[str, CellState]:
     """`classify` of each cell of a grid, with liveness from its jobs.json (read once, unless
-    given) and the scheduler's `queued` ids."""
+    given), the scheduler's `queued` ids and the cells' claims."""
     grid_dir = Path(grid_dir)
     jobs = read_jobs(grid_dir) if manifest is None else manifest
     queued = None if queued is None else frozenset(str(q) for q in queued)
-    return {c: classify(grid_dir / c, liveness(jobs, c, queued), stale_s) for c in cell_ids}
+    locks = grid_dir / LOCKS_DIR
+    claimed = (
+        {n[: -len(CLAIM_SUFFIX)] for n in os.listdir(locks) if n.endswith(CLAIM_SUFFIX)}
+        if locks.is_dir()
+        else set()
+    )
+    return {
+        c: classify(
+            grid_dir / c,
+            liveness(jobs, c, queued, claim_holders(grid_dir / c) if c in claimed else ()),
+            stale_s,
+        )
+        for c in cell_ids
+    }
 
 
 def count_states(states: Iterable[str]) -> dict[str, int]:

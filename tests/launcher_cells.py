@@ -2,9 +2,10 @@
 
 `count_cell(cell_dir)` follows the cell contract without a model: it reads config.yaml, counts
 `train.steps` steps with a deterministic running value, checkpoints after every step (so a
-requeued or re-launched attempt resumes), writes status.json / metrics.jsonl and finally
-result.json with the real writers (core.results). Its final numbers depend only on the config,
-never on where it was interrupted. Like the real cell, a cell with `train.init_cell` refuses to
+requeued or re-launched attempt resumes), writes status.json / metrics.jsonl (one train row per
+step, one eval row per evaluation) and finally result.json with the real writers (core.results);
+`attempts.jsonl` gets one line per attempt (its start step and pid). Its final numbers depend
+only on the config, never on where it was interrupted. Like the real cell, a cell with `train.init_cell` refuses to
 start before its base cell is done (`base_value` in its result then records the base's value).
 Environment knobs (they reach submitit/SLURM job processes too):
   LAUNCHER_TEST_FAIL    comma-separated cell names that raise after their first step
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from core.io import append_jsonl, read_json, read_yaml, write_json_atomic
-from core.results import CellStatus, git_commit, now_iso, read_result, write_result
+from core.lease import Lease
+from core.results import CellStatus, git_commit, now_iso, read_result, record_jobs, write_result
 
 MOD = 1_000_003
 
@@ -79,6 +81,7 @@ def count_cell(cell_dir: str) -> dict[str, Any]:
     except Exception as exc:
         status.fail(exc, step)
         raise
+    append_jsonl(root / "metrics.jsonl", {"step": step, "phase": "eval", "val/accuracy": value})
     result = {
         "cell_id": cell["cell_id"],
         "grid": cell["grid"],
@@ -133,3 +136,21 @@ def env_cell(cell_dir: str) -> dict[str, Any]:
         }
         write_result(cell_dir, result)
     return seen
+
+
+# ---- process targets of the lock tests (importable without the launcher) ---------------------
+def count_under_lease(path: str, counter: str, rounds: int) -> None:
+    """Increment a counter file `rounds` times by read-modify-write, each under the lease."""
+    for _ in range(rounds):
+        lease = Lease(path)
+        lease.acquire(poll_s=0.005)
+        value = int(Path(counter).read_text())  # loses updates unless the lease is exclusive
+        time.sleep(0.002)
+        Path(counter).write_text(str(value + 1))
+        lease.release()
+
+
+def record_many(grid_dir: str, who: int) -> None:
+    """Merge ten jobs.json entries of its own, one at a time."""
+    for i in range(10):
+        record_jobs(grid_dir, "inline", {f"c{who}-{i}": f"inline-{who}"})

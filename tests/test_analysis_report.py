@@ -139,7 +139,7 @@ def test_analysis_reads_through_core_results_only_and_never_imports_figures():
         "assert not figures, figures\n"
         "import paper_figures.make_all, paper_figures.report\n"
         "core = sorted(m for m in sys.modules if m.split('.')[0] == 'core')\n"
-        "assert core == ['core', 'core.io', 'core.results'], core\n"
+        "assert core == ['core', 'core.io', 'core.lease', 'core.results'], core\n"
         "assert 'torch' not in sys.modules\n"
         "assert 'wandb' not in sys.modules  # W&B is imported only for an online join\n"
     )

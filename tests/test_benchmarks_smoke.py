@@ -31,6 +31,7 @@ TESTED_ELSEWHERE = {
     "flops_table.py": "tests/test_flops.py",
     "fsdp_memory.py": "tests/test_fsdp.py",
     "paper_shape.py": "tests/test_paper_shape.py",
+    "fault_injection.py": "tests/test_launcher_locks.py",
 }
 REPORT_MARKER = {
     "decode_bench.py": "Machine:",

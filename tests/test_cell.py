@@ -396,3 +396,36 @@ def test_a_fine_tune_cell_starts_from_exactly_its_base_weights_reducer_excepted(
     ):
         run_cell(orphan)
     assert not train_rows(orphan)
+
+
+@pytest.mark.parametrize(
+    ("split", "n", "bad"),
+    [
+        ("training", N_TRAIN, {"bad_train": range(N_TRAIN)}),
+        ("validation", N_VAL, {"bad_val": range(N_VAL)}),
+    ],
+)
+def test_a_cell_with_no_valid_clip_fails_with_the_reason(
+    split: str, n: int, bad: dict[str, range], tmp_path: Path
+) -> None:
+    """Trained on no valid batch, or evaluated no valid clip: failed, naming the count and the
+    first clip's error, and no result.json."""
+    root = write_dataset(tmp_path / "data", "allbad", **bad)
+    cell_dir = make_cell(tmp_path / "cell", cell_config(root, "allbad", train={"steps": 2}))
+    with pytest.raises(RuntimeError, match=f"no decodable {split} clips: {n}/{n} bad; first: "):
+        run_cell(cell_dir)
+    status = read_status(cell_dir)
+    first = "train0.mp4" if split == "training" else "validation0.mp4"
+    assert status["state"] == "failed" and first in status["error"]
+    assert not (cell_dir / "result.json").exists()
+
+
+def test_a_bad_clip_share_above_the_threshold_is_flagged_in_the_result(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "data", "somebad", bad_val={0})
+    flagged = cell_config(root, "somebad", train={"steps": 2, "seed": 0})
+    result = run_cell(make_cell(tmp_path / "flagged", flagged))
+    assert any(f"1/{N_VAL} validation clips undecodable" in w for w in result["warnings"])
+    tolerant = cell_config(root, "somebad", train={"steps": 2, "seed": 0})
+    tolerant["eval"] = {**tolerant.get("eval", {}), "max_bad_fraction": 0.5}
+    result = run_cell(make_cell(tmp_path / "tolerant", tolerant))
+    assert not any("validation clips undecodable" in w for w in result["warnings"])

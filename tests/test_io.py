@@ -87,3 +87,30 @@ def test_read_jsonl_skips_torn_last_line_only(tmp_path):
     with pytest.raises(ValueError, match="m.jsonl:2"):
         io.read_jsonl(path)
     assert io.read_jsonl(tmp_path / "absent.jsonl") == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_honour_the_umask_checkpoints_included(tmp_path, umask, mode):
+    from core.results import cell_block, write_config
+    from core.training.checkpoint import save_checkpoint
+
+    old = os.umask(umask)
+    try:
+        written = [
+            io.write_json_atomic(tmp_path / "status.json", {"a": 1}),
+            io.write_yaml_atomic(tmp_path / "config.yaml", {"a": 1}),
+            save_checkpoint(tmp_path / "ckpt" / "last.pt", {"w": torch.zeros(2)}),
+            save_checkpoint(tmp_path / "ckpt" / "last.pt", {"w": torch.ones(2)}),  # keeps prev.pt
+            write_config(tmp_path / "cell", {"cell": cell_block("x", "g", "n", {}, {})}),
+            append_line(tmp_path / "metrics.jsonl"),
+        ]
+    finally:
+        os.umask(old)
+    written.append(tmp_path / "ckpt" / "prev.pt")
+    for path in written:
+        assert os.stat(path).st_mode & 0o777 == mode, path
+
+
+def append_line(path):
+    io.append_jsonl(path, {"step": 1})
+    return path

@@ -176,7 +176,7 @@ def test_grid_axis_override_and_scale_precedence() -> None:
     )
     assert {c.axes["seed"] for c in paper} == {5}
     assert {c.axes["ratio"] for c in paper} == {0.0, 0.3, 0.5, 0.7, 0.9}  # from scales.paper
-    assert paper[0].config.data.frame_size == 384
+    assert paper[0].config.data.frame_size == 378
 
 
 def test_command_line_beats_grid_fixed() -> None:

@@ -86,6 +86,30 @@ def test_inline_run_failure_skip_and_retry(
     assert "nothing to run" in capsys.readouterr().out
     assert not (cells[RANDOM] / "result.json").exists()
 
+    # a changed runtime-only key (the fix of a failure such as train.device) retries it without
+    # retry_failed; done cells are untouched
+    assert launch(tmp_path, "train.num_threads=1") == 0
+    out = capsys.readouterr().out
+    assert "retry, runtime keys changed: train.num_threads: 0 → 1" in out
+    assert result(cells[RANDOM])["value"] == expected_value(6, 0)
+    assert read_yaml(cells[RANDOM] / "config.yaml")["train"]["num_threads"] == 1
+    starts = [a["start_step"] for a in read_jsonl(cells[RANDOM] / "attempts.jsonl")]
+    assert starts == [0, 1]
+    for name, mtime in done_before.items():
+        assert (cells[name] / "result.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.usefixtures("no_injection")
+def test_retry_failed_resumes_a_failed_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LAUNCHER_TEST_FAIL", RANDOM)
+    assert launch(tmp_path) == 1
+    cells = cells_by_name(tmp_path)
+    monkeypatch.delenv("LAUNCHER_TEST_FAIL")
+    done_before = {
+        n: (d / "result.json").stat().st_mtime_ns for n, d in cells.items() if n != RANDOM
+    }
     # retry_failed: the failed cell resumes from its checkpoint (failed after step 1)
     assert launch(tmp_path, "retry_failed=true") == 0
     assert result(cells[RANDOM])["value"] == expected_value(6, 0)
@@ -119,7 +143,7 @@ def set_running(cell_dir: Path, updated: datetime, step: int) -> None:
 
 
 @pytest.mark.usefixtures("no_injection")
-def test_incomplete_resumes_running_is_skipped_and_config_changes_are_refused(
+def test_incomplete_resumes_running_is_skipped_and_only_runtime_changes_are_accepted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert launch(tmp_path) == 0
@@ -141,21 +165,30 @@ def test_incomplete_resumes_running_is_skipped_and_config_changes_are_refused(
     del manifest["cells"][stale.name]
     write_json_atomic(grid_dir / "jobs.json", manifest)
 
-    # a runtime-only change keeps the ids but differs from the frozen config: refused
-    assert launch(tmp_path, "logging.wandb=disabled") == 2
+    # a frozen key that is not runtime-only differs (hand-edited config.yaml): refused
+    edited = read_yaml(stale / "config.yaml")
+    edited["train"]["lr"] = 0.5
+    write_json_atomic(stale / "config.yaml", edited)
+    assert launch(tmp_path) == 2
     out = capsys.readouterr().out
-    assert "logging.wandb" in out and "force=true" in out
+    assert "train.lr" in out and "force=true" in out and "Traceback" not in out
+    edited["train"]["lr"] = read_yaml(killed / "config.yaml")["train"]["lr"]
+    write_json_atomic(stale / "config.yaml", edited)
 
-    assert launch(tmp_path, "dry_run=true") == 0
+    # runtime-only changes keep the ids: the cells resume with the new values frozen
+    runtime = ("logging.wandb=disabled", "train.num_threads=1", "logging.progress=off")
+    assert launch(tmp_path, "dry_run=true", *runtime) == 0
     out = capsys.readouterr().out
     assert "done=0  running=1  failed=0  incomplete=2" in out
-    assert "resume" in out
+    assert "resume, runtime keys changed: logging.progress" in out
 
-    assert launch(tmp_path) == 0
+    assert launch(tmp_path, *runtime) == 0
     for cell_dir, step in ((killed, 3), (stale, 4)):
         assert result(cell_dir)["value"] == expected_value(6, 0)
         starts = [a["start_step"] for a in read_jsonl(cell_dir / "attempts.jsonl")]
         assert starts == [0, step]
+        frozen = read_yaml(cell_dir / "config.yaml")
+        assert frozen["logging"]["wandb"] == "disabled" and frozen["train"]["num_threads"] == 1
     assert not (busy / "result.json").exists()  # still running elsewhere: never started twice
 
 

@@ -176,28 +176,53 @@ def test_tied_checkpoint_without_lm_head_copies_the_embedding(tmp_path):
         load_qwen3(tmp_path)
 
 
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "patch_size": 8}  # fmt: skip
+
+
+def _siglip_encoder(path, frame_size: int, patch_size: int):
+    """Our `vision.type=siglip2` encoder read from the local checkpoint at `path`."""
+    from core.config import ExperimentConfig
+    from core.models.vision import build_encoder
+
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"frame_size": frame_size, "max_frames": 1, "min_frames": 1,
+                     "pixel_mean": [0.5] * 3, "pixel_std": [0.5] * 3},
+            "vision": {"type": "siglip2", "checkpoint": str(path), "patch_size": patch_size},
+        }
+    )  # fmt: skip
+    return build_encoder(cfg.vision, cfg.data.frame_size).eval()
+
+
+def _nontrivial_norms(model: torch.nn.Module) -> None:
+    """Norm weights and biases away from 1 / 0, so a mis-mapped LayerNorm would show."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.2, 0.2)
+
+
+def _saved_hf(path, model_class, config):
+    """A seeded random HF model (non-trivial norms) saved at `path` with save_pretrained."""
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    _nontrivial_norms(model)
+    model.save_pretrained(path)
+    return model
+
+
 @pytest.mark.hf
 def test_siglip2_encoder_is_a_vit_shaped_and_loaded_like_the_hf_tower(tmp_path):
     """vision.type=siglip2: the registered encoder reads a local SigLIP checkpoint's shape and
     weights; its patch features equal the HF vision tower's last hidden state."""
     transformers = pytest.importorskip("transformers")
     from core.config import ExperimentConfig
-    from core.models.vision import ViT, build_encoder
+    from core.models.vision import ViT
 
-    torch.manual_seed(0)
-    hf_cfg = transformers.SiglipVisionConfig(
-        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        image_size=32, patch_size=8,
-    )  # fmt: skip
-    hf = transformers.SiglipVisionModel(hf_cfg).eval()
-    hf.save_pretrained(tmp_path)
-    cfg = ExperimentConfig.from_dict(
-        {
-            "data": {"frame_size": 32, "pixel_mean": [0.5] * 3, "pixel_std": [0.5] * 3},
-            "vision": {"type": "siglip2", "checkpoint": str(tmp_path), "patch_size": 8},
-        }
-    )
-    encoder = build_encoder(cfg.vision, cfg.data.frame_size).eval()
+    config = transformers.SiglipVisionConfig(**TINY_VISION, image_size=32)
+    hf = _saved_hf(tmp_path, transformers.SiglipVisionModel, config)
+    encoder = _siglip_encoder(tmp_path, 32, 8)
     assert isinstance(encoder, ViT) and encoder.dim == 32 and encoder.depth == 2
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -205,3 +230,76 @@ def test_siglip2_encoder_is_a_vit_shaped_and_loaded_like_the_hf_tower(tmp_path):
         torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match=r"data\.pixel_mean.*SigLIP"):
         ExperimentConfig.from_dict({"vision": {"type": "siglip2", "checkpoint": str(tmp_path)}})
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("frame_size", [32, 48])  # the checkpoint's 4×4 grid, and 6×6
+def test_siglip_dual_tower_checkpoint_features_match_hf_vision_tower(tmp_path, frame_size):
+    """The layout SigLIP2 so400m/14-384 ships in (a SiglipModel: text + vision towers, nested
+    vision_config): our patch features equal HF's vision tower, at the checkpoint's resolution and
+    at another one (HF: interpolate_pos_encoding=True)."""
+    transformers = pytest.importorskip("transformers")
+    vision = {**TINY_VISION, "image_size": 32}
+    text = {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "vocab_size": 50}  # fmt: skip
+    config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+    hf = _saved_hf(tmp_path, transformers.SiglipModel, config)
+    encoder = _siglip_encoder(tmp_path, frame_size, 8)
+    assert encoder.depth == 2 and encoder.grid == frame_size // 8
+    pixels = torch.randn(2, 3, frame_size, frame_size)
+    with torch.no_grad():
+        expected = hf.vision_model(
+            pixel_values=pixels, interpolate_pos_encoding=frame_size != 32
+        ).last_hidden_state
+        torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("frame_size", [32, 48])  # the 4×4 position grid, and resized to 6×6
+def test_siglip2_naflex_checkpoint_features_match_hf(tmp_path, frame_size):
+    """A SigLIP2 NaFlex tower (Linear patch embedding over (p, p, C)-flattened patches, position
+    grid resized bilinearly with antialias): our features on a square frame equal HF's on the same
+    frame patchified, all patches valid."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Siglip2VisionConfig(**TINY_VISION, num_patches=16)  # a 4×4 grid
+    hf = _saved_hf(tmp_path, transformers.Siglip2VisionModel, config)
+    encoder = _siglip_encoder(tmp_path, frame_size, 8)
+    g, p = frame_size // 8, 8
+    pixels = torch.randn(2, 3, frame_size, frame_size)
+    patches = pixels.view(2, 3, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(2, g * g, p * p * 3)
+    with torch.no_grad():
+        expected = hf(
+            pixel_values=patches,
+            pixel_attention_mask=torch.ones(2, g * g, dtype=torch.long),
+            spatial_shapes=torch.tensor([[g, g]] * 2),
+        ).last_hidden_state
+        torch.testing.assert_close(encoder(pixels), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.hf
+def test_qwen3_bf16_sharded_tied_checkpoint_through_build_fusion_matches_hf_logits(tmp_path):
+    """The path a user takes (lm.type=qwen3 → build_fusion): a bf16 checkpoint in several
+    safetensors shards with tied embeddings, as Qwen3-4B ships; with no visual token the joint
+    decoder's text logits equal HF's on the same (bf16-rounded) weights."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("safetensors")
+    torch.manual_seed(0)
+    hf_cfg = transformers.Qwen3Config(
+        vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+        rope_theta=1_000_000.0, tie_word_embeddings=True,
+    )  # fmt: skip
+    hf = transformers.Qwen3ForCausalLM(hf_cfg).eval()
+    _nontrivial_norms(hf)
+    hf.to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="20KB")
+    assert len(list(tmp_path.glob("*.safetensors"))) > 1
+    lm = LanguageModelConfig(type="qwen3", checkpoint=str(tmp_path), max_seq_len=64)
+    model = build_fusion(FusionConfig(arch="joint_decoder"), lm, vocab_size=61).eval()
+    assert model.lm_cfg.rope_theta == 1_000_000.0 and model.lm_cfg.attn_head_dim == 16
+    ids = torch.randint(0, 61, (2, 12))
+    none = torch.zeros(2, 0, dtype=torch.long)
+    visual = VisualTokens(torch.zeros(2, 0, 32), none.bool(), none, none, 1, 0)
+    with torch.no_grad():
+        expected = hf.float()(input_ids=ids).logits
+        got = model(visual, ids, torch.ones(2, 12, dtype=torch.bool)).logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

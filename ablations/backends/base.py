@@ -1,9 +1,11 @@
 """What every backend receives and returns: the launch settings and the `submit` it prepares.
 
 A backend is a `prepare(settings, spec) -> submit` function: `prepare` checks every setting before
-anything is written (bad values raise ValueError naming the key), and `submit(stages, grid_dir)`
-runs or submits the cells stage by stage, records who holds them in jobs.json and returns whether
-it waited for them to finish (then the launcher summarizes and collects). A cell of a later stage
+anything is written (bad values raise ValueError naming the key), and `submit(stages, grid_dir,
+claims)` runs or submits the cells stage by stage, records who holds them in jobs.json and returns
+whether it waited for them to finish (then the launcher summarizes and collects). `claims` holds
+the claim of every cell of the stages (ablations.claims): the backend runs a cell under it, hands
+it to the cell's worker, or releases it once a scheduler has the cell. A cell of a later stage
 may start from a base cell of an earlier one (`Stage.bases`): it runs only once that base is done
 (SLURM: an `afterok` dependency on the base's job), so one launch runs or queues the whole DAG.
 """
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablations.claims import Claims
 from ablations.grid import GridSpec
+from core.lease import LEASE_S
 from core.results import STALE_S
 
 
@@ -32,7 +36,7 @@ class Stage:
         return cell_dir.parent / base if base else None
 
 
-Submit = Callable[[list[Stage], Path], bool]
+Submit = Callable[[list[Stage], Path, Claims], bool]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class LaunchSettings:
     backend: Mapping[str, Any] = field(default_factory=dict)  # the `backend.*` block
     wait: bool = False  # slurm: block until the submitted cells finish
     stale_s: float = STALE_S
+    lease_s: float = LEASE_S  # of the grid lock and the cell claims (core.lease)
 
 
 Prepare = Callable[[LaunchSettings, GridSpec], Submit]

@@ -1,5 +1,6 @@
-"""Run cells one after another in this process, stage by stage; a failing cell is recorded and the
-others go on; a cell whose base is not done waits (it stays incomplete for the next launch)."""
+"""Run cells one after another in this process, stage by stage, each under this launcher's claim;
+a failing cell is recorded and the others go on; a cell whose base is not done waits (it stays
+incomplete for the next launch); a cell whose claim someone else holds is not run."""
 
 from __future__ import annotations
 
@@ -10,21 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ablations.backends.base import LaunchSettings, Stage, Submit
-from ablations.backends.job import load_callable
+from ablations.backends.job import run_held
+from ablations.claims import Claims, held_by
 from ablations.grid import GridSpec
-from ablations.state import mark_failed, mark_waiting, write_pending
+from ablations.state import mark_failed, mark_waiting, recorded_error
 from core.results import is_done, record_jobs
 
 
 def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
     """Inline needs no settings; the job id `inline-<pid>` names this launcher process."""
 
-    def submit(stages: list[Stage], grid_dir: Path) -> bool:
+    def submit(stages: list[Stage], grid_dir: Path, claims: Claims) -> bool:
         every = [d for stage in stages for d in stage.cells]
-        record_jobs(grid_dir, "inline", {d.name: f"inline-{os.getpid()}" for d in every})
+        jobs = {d.name: f"inline-{os.getpid()}" for d in every}
+        record_jobs(grid_dir, "inline", jobs, settings.lease_s)
         done = 0
         for stage in stages:
-            run_inline(stage.cells, settings.cell_fn, stage, done, len(every))
+            run_inline(stage.cells, settings.cell_fn, stage, done, len(every), claims)
             done += len(stage.cells)
         return True
 
@@ -37,39 +40,54 @@ def run_inline(
     stage: Stage | None = None,
     offset: int = 0,
     total: int | None = None,
+    claims: Claims | None = None,
 ) -> dict[str, str | None]:
-    """{cell dir name: None if it finished, else the error}; every cell is attempted, except one
-    whose base (per `stage`) is not done."""
+    """{cell dir name: None if it finished, else why not}; every cell is attempted, except one
+    whose base (per `stage`) is not done or whose claim another process holds."""
     outcome: dict[str, str | None] = {}
-    fn = None
+    own = claims is None
+    claims = Claims() if claims is None else claims
     total = total or len(cell_dirs)
-    for i, cell_dir in enumerate(cell_dirs, offset + 1):
-        start = time.perf_counter()
+    try:
+        for i, cell_dir in enumerate(cell_dirs, offset + 1):
+            tag = f"[inline {i}/{total}] {cell_dir.name}"
+            if not claims.take(cell_dir):
+                outcome[cell_dir.name] = f"not run: its claim is held by {held_by(cell_dir)}"
+                print(f"{tag} {outcome[cell_dir.name]}", flush=True)
+                continue
+            outcome[cell_dir.name] = run_one(cell_dir, cell_fn, stage, tag, claims)
+    finally:
+        if own:
+            claims.close()
+    return outcome
+
+
+def run_one(
+    cell_dir: Path, cell_fn: str, stage: Stage | None, tag: str, claims: Claims
+) -> str | None:
+    """Run one claimed cell here and release it; None when it finished, else why not."""
+    start = time.perf_counter()
+    try:
         base = stage.base_of(cell_dir) if stage is not None else None
         if base is not None and not is_done(base):
-            outcome[cell_dir.name] = f"waiting: its base {base.name} is not done"
-            mark_waiting(cell_dir, outcome[cell_dir.name])
-            print(f"[inline {i}/{total}] {cell_dir.name} waits: base {base.name} not done")
-            continue
-        print(f"[inline {i}/{total}] {cell_dir.name} ...", flush=True)
+            why = f"waiting: its base {base.name} is not done"
+            mark_waiting(cell_dir, why)
+            print(f"{tag} waits: base {base.name} not done", flush=True)
+            return why
+        print(f"{tag} ...", flush=True)
+        claims.running(cell_dir)
         try:
-            fn = fn or load_callable(cell_fn)
-            fn(str(cell_dir))
-        except KeyboardInterrupt:
-            write_pending(cell_dir)  # interrupted, not failed: the next launch resumes it
-            raise
+            run_held(cell_fn, cell_dir)  # records a failure or an interruption itself
         except Exception as exc:  # one cell's failure never stops the others
-            reason = f"{type(exc).__name__}: {exc}"
-            mark_failed(cell_dir, reason)
-            outcome[cell_dir.name] = reason
-            print(f"[inline {i}/{total}] {cell_dir.name} FAILED: {reason}", flush=True)
+            why = recorded_error(cell_dir) or f"{type(exc).__name__}: {exc}"
+            print(f"{tag} FAILED: {why}", flush=True)
             traceback.print_exc()
-            continue
-        outcome[cell_dir.name] = (
-            None if is_done(cell_dir) else "the cell function returned without a valid result.json"
-        )
-        if outcome[cell_dir.name]:
-            mark_failed(cell_dir, outcome[cell_dir.name] or "")
-        took = time.perf_counter() - start
-        print(f"[inline {i}/{total}] {cell_dir.name} done in {took:.1f}s", flush=True)
-    return outcome
+            return why
+        if not is_done(cell_dir):
+            why = "the cell function returned without a valid result.json"
+            mark_failed(cell_dir, why)
+            return why
+        print(f"{tag} done in {time.perf_counter() - start:.1f}s", flush=True)
+        return None
+    finally:
+        claims.release(cell_dir)

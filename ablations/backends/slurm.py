@@ -5,6 +5,10 @@ one array; the cells of a later stage are grouped by the base they start from, o
 each with `--dependency=afterok:<the base's job>` (a base done earlier needs none), so one launch
 queues the whole DAG. Submission returns as soon as sbatch has answered and the job ids are in
 jobs.json; with `wait=true` it then blocks until none of the cells is queued or running.
+
+The launcher's cell claims are released once the job ids are recorded (a queued cell is then held
+by its job: pending and listed by squeue); each job's rank 0 claims its cell when it starts, and
+steps aside when another live worker has it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from typing import Any
 
 from ablations.backends.base import LaunchSettings, Stage, Submit
 from ablations.backends.job import CellJob, export_repo_path
+from ablations.claims import Claims
 from ablations.grid import GridSpec
 from ablations.jobs import live_jobs, sinfo_answers
 from ablations.profiles import ProfileError, load_profile
 from ablations.status import grid_states
+from core.lease import LEASE_S
 from core.results import JOBS_FILE, SUBMITIT_DIR, State, is_done, read_jobs, record_jobs
 
 
@@ -35,16 +41,20 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
         )
     poll_s = float(backend.get("poll_s", 10))
 
-    def submit(stages: list[Stage], grid_dir: Path) -> bool:
+    def submit(stages: list[Stage], grid_dir: Path, claims: Claims) -> bool:
         submitted: dict[str, str] = {}
-        for stage in stages:
-            for after, cells in group_by_dependency(stage, grid_dir, submitted).items():
-                extra = {"dependency": f"afterok:{after}"} if after else {}
-                jobs = submit_slurm(
-                    cells, settings.cell_fn, grid_dir / SUBMITIT_DIR, profile, params, extra
-                )
-                record_jobs(grid_dir, "slurm", jobs)
-                submitted.update(jobs)
+        try:
+            for stage in stages:
+                for after, cells in group_by_dependency(stage, grid_dir, submitted).items():
+                    extra = {"dependency": f"afterok:{after}"} if after else {}
+                    folder = grid_dir / SUBMITIT_DIR
+                    jobs = submit_slurm(
+                        cells, settings.cell_fn, folder, profile, params, extra, settings.lease_s
+                    )
+                    record_jobs(grid_dir, "slurm", jobs, settings.lease_s)
+                    submitted.update(jobs)
+        finally:
+            claims.close()
         first, last = next(iter(submitted.values())), list(submitted.values())[-1]
         print(
             f"submitted {len(submitted)} cells to SLURM (jobs {first} … {last}); manifest "
@@ -163,6 +173,7 @@ def submit_slurm(
     profile: Mapping[str, Any],
     params: Mapping[str, Any],
     additional: Mapping[str, Any] | None = None,
+    lease_s: float = LEASE_S,
     max_array_size: int = 1000,
 ) -> dict[str, str]:
     """Submit one array per chunk of `max_array_size` cells, with extra sbatch options
@@ -175,7 +186,7 @@ def submit_slurm(
     submitted: dict[str, str] = {}
     for start in range(0, len(cell_dirs), max_array_size):
         chunk = list(cell_dirs[start : start + max_array_size])
-        jobs = executor.submit_array([CellJob(cell_fn, str(d)) for d in chunk])
+        jobs = executor.submit_array([CellJob(cell_fn, str(d), "", lease_s) for d in chunk])
         for cell_dir, job in zip(chunk, jobs, strict=True):
             submitted[cell_dir.name] = str(job.job_id)
     return submitted

@@ -116,12 +116,16 @@ class EvalConfig:
     efficiency_batch_size: int = 8
     efficiency_warmup: int = 1
     efficiency_iters: int = 5  # interleaved pairs (cell model, unpruned model) after the warm-up
+    # a result with a larger share of undecodable clips is flagged in result.json's warnings
+    max_bad_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             fail("eval.batch_size", self.batch_size, "must be ≥ 1", "use e.g. 64")
         if self.efficiency_iters < 1:
             fail("eval.efficiency_iters", self.efficiency_iters, "must be ≥ 1", "use e.g. 3")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            fail("eval.max_bad_fraction", self.max_bad_fraction, "must be in [0, 1]", "e.g. 0.05")
 
 
 @dataclass

@@ -86,24 +86,30 @@ class SigLIP2Encoder(ViT):
 
 
 def load_siglip_state(model: ViT, sd: dict[str, torch.Tensor]) -> None:
-    """Copy a SiglipVisionTransformer / Siglip2VisionTransformer state dict into `model`."""
+    """Copy a SiglipVisionTransformer / Siglip2VisionTransformer state dict into `model`.
+
+    A position grid of another size is resized as Hugging Face resizes it for that layout: SigLIP
+    (and SigLIP2's fixed-resolution checkpoints, a Conv2d patch embedding) bicubically, as
+    `interpolate_pos_encoding=True`; SigLIP2 NaFlex (a Linear patch embedding) bilinearly with
+    antialiasing, as its `resize_positional_embeddings`."""
     sd = {k.removeprefix("vision_model."): v for k, v in sd.items()}
     p, d = model.patch_size, model.dim
     w = sd["embeddings.patch_embedding.weight"]
-    if w.dim() == 2:  # SigLIP2 naflex: Linear over (p, p, 3)-flattened patches
+    naflex = w.dim() == 2
+    if naflex:  # Linear over (p, p, 3)-flattened patches
         w = w.view(d, p, p, 3).permute(0, 3, 1, 2)
     pos = sd["embeddings.position_embedding.weight"]
     n = model.grid * model.grid
     if pos.shape[0] != n:
         side = int(round(pos.shape[0] ** 0.5))
         grid = pos.view(side, side, d).permute(2, 0, 1)[None]
-        grid = F.interpolate(
-            grid,
-            size=(model.grid, model.grid),
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )
+        size = (model.grid, model.grid)
+        if naflex:
+            grid = F.interpolate(
+                grid, size=size, mode="bilinear", align_corners=False, antialias=True
+            )
+        else:
+            grid = F.interpolate(grid, size=size, mode="bicubic", align_corners=False)
         pos = grid[0].permute(1, 2, 0).reshape(n, d)
     ours = {
         "patch_embed.weight": w,
