@@ -161,3 +161,12 @@ def test_a_mirror_failing_half_way_leaves_the_report_and_says_so(tmp_path, monke
     _wandb_done()
     assert not (tmp_path / "out" / WANDB_RECORD).exists()
     assert len(logs) == 1 and "failed while logging" in logs[0] and "unsupported" in logs[0]
+
+
+def test_keep_map_image_of_a_clip_with_no_real_frame_shows_it_whole(tmp_path):
+    path = tmp_path / "keep_example.npz"
+    frames, keep = clip_frames(), keep_mask("random", 0.5)
+    np.savez(path, frames=frames, keep=keep, frame_mask=np.zeros(len(frames), bool))
+    assert keep_map_image(path).shape == (frames.shape[1], len(frames) * frames.shape[2], 3)
+    np.savez(path, frames=frames, keep=keep, frame_mask=np.arange(len(frames)) < 2)
+    assert keep_map_image(path).shape == (frames.shape[1], 2 * frames.shape[2], 3)
