@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.display import DISPLAY_COLUMNS, resolve_display
+from analysis.display import DISPLAY_COLUMNS, PROTOCOL_ORDER, resolve_display
 from core.results import STATES, State
 
 GROUP_KEYS = ("grid", "arch", "method", "ratio", "layer", "protocol", "variant")
@@ -175,9 +175,7 @@ def sort_groups(frame: pd.DataFrame) -> pd.DataFrame:
         _method=pd.to_numeric(frame.get("method_order"), errors="coerce"),
     )
     key["_protocol"] = (
-        key["protocol"].map(
-            {p: i for i, p in enumerate(("base", "finetune", "zeroshot", "scratch"))}
-        )
+        key["protocol"].map({p: i for i, p in enumerate(PROTOCOL_ORDER)})
         if "protocol" in key
         else 0
     )

@@ -5,12 +5,14 @@ grid; `python -m paper_figures.report` is the same command with the paper figure
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.load import load_results
 from analysis.report import FigureMaker, default_out_dir, write_grid_outputs
+from analysis.wandb_log import MODES
 from core.results import list_grids
 
 
@@ -27,6 +29,15 @@ def grid_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_titles_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-titles",
+        action="store_true",
+        help="figures without a headline (for a paper: each figure's caption is written beside "
+        "it as <figure>.caption.txt and .caption.tex)",
+    )
+
+
 def main(
     argv: Sequence[str] | None = None,
     figures: FigureMaker | None = None,
@@ -41,15 +52,26 @@ def main(
     )
     if figures is not None:
         parser.add_argument("--no-figures", action="store_true", help="tables and HTML only")
+        add_titles_flag(parser)
     parser.add_argument(
         "--wandb",
         metavar="ENTITY/PROJECT",
         default=None,
         help="join W&B runs of the grid's group (only when online)",
     )
+    parser.add_argument(
+        "--wandb-log",
+        choices=MODES,
+        default="auto",
+        help="log the table and figures as the grid's W&B analysis run (job_type=analysis, in "
+        "the grid's group); auto: when the grid's cells logged to W&B, online with "
+        "WANDB_API_KEY else offline; WANDB_MODE wins (default: auto)",
+    )
     args = parser.parse_args(argv)
     if getattr(args, "no_figures", False):
         figures = None
+    elif figures is not None and args.no_titles:
+        figures = functools.partial(figures, titles=False)
 
     grids = args.grids or list_grids(args.results)
     _, report = load_results(args.results, grids or None)
@@ -63,7 +85,14 @@ def main(
         else:
             out = Path(args.out) / grid if len(report.grids) > 1 else Path(args.out)
         print(f"\n== {grid} ==")
-        paths = write_grid_outputs(args.results, grid, out, figures=figures, wandb_path=args.wandb)
+        paths = write_grid_outputs(
+            args.results,
+            grid,
+            out,
+            figures=figures,
+            wandb_path=args.wandb,
+            wandb_log=args.wandb_log,
+        )
         _print_paths(paths, out)
     return 0
 
@@ -73,12 +102,15 @@ def _print_paths(paths: dict[str, Path], out: Path) -> None:
     print(f"  HTML report   {paths['html']}")
     print(f"  load report   {paths['load_report']}")
     print(f"  cells (CSV)   {paths['cells_csv']}")
-    tables = {k: p for k, p in paths.items() if k.endswith("_tex")}
+    tables = {k: p for k, p in paths.items() if k.endswith("_tex") and not k.startswith("figure_")}
     if tables:
         folder = next(iter(tables.values())).parent
         names = ",".join(p.stem for p in tables.values())
         print(f"  tables        {folder}/{{{names}}}.{{csv,md,tex}}")
-    figs = sorted({p.stem for k, p in paths.items() if k.startswith("figure_")})
-    if figs:
-        folder = next(p.parent for k, p in paths.items() if k.startswith("figure_"))
-        print(f"  figures       {folder}/{{{','.join(figs)}}}.{{pdf,png}}")
+    pngs = {p.stem: p for k, p in paths.items() if k.startswith("figure_") and k.endswith("_png")}
+    if pngs:
+        folder = next(iter(pngs.values())).parent
+        print(f"  figures       {folder}/{{{','.join(sorted(pngs))}}}.{{pdf,png}}")
+        print("  captions      beside each figure: <figure>.caption.{txt,tex}")
+    if "wandb_record" in paths:
+        print(f"  W&B run       {paths['wandb_record']} (the grid's analysis run)")

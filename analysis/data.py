@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.aggregate import add_reference, aggregate
-from analysis.display import Labels
-from analysis.load import load_results
+from analysis.display import PROTOCOL_ORDER, Labels
+from analysis.load import load_history, load_results
 
 
 @dataclass
@@ -61,13 +61,48 @@ class GridData:
         """The methods present in `frame`, in display order."""
         return self.labels.sort("method", frame["method"].dropna())
 
-    def reference(self, arch: str) -> pd.Series | None:
-        """The aggregated unpruned group of an arch (first layer if several), or None."""
+    def reference(self, arch: str, protocol: str | None = None) -> pd.Series | None:
+        """The aggregated unpruned group of an arch (of `protocol` when given; first layer if
+        several), or None."""
+        refs = self.references(arch)
+        if protocol is not None:
+            refs = refs[refs["protocol"] == protocol]
+        return None if refs.empty else refs.iloc[0]
+
+    def references(self, arch: str) -> pd.DataFrame:
+        """The arch's done unpruned groups of the plain config, one per protocol (base, fine-tuned,
+        ... in protocol order; first layer if several)."""
         done = self.done
         if done.empty:
-            return None
-        ref = done[(done["arch"] == arch) & done["method_is_reference"].astype(bool)]
-        return None if ref.empty else ref.sort_values("layer").iloc[0]
+            return done
+        refs = done[
+            (done["arch"] == arch)
+            & done["method_is_reference"].astype(bool)
+            & (done["variant"].fillna("") == "")
+        ]
+        order = {p: i for i, p in enumerate(PROTOCOL_ORDER)}
+        refs = refs.assign(_order=refs["protocol"].map(order)).sort_values(["_order", "layer"])
+        return refs.drop_duplicates("protocol").drop(columns="_order")
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """metrics.jsonl rows of the done cells (step, phase, metrics), each with its cell's
+        axes (arch, method, ratio, layer, seed, protocol, variant); empty when none logged."""
+        axes = ["cell_id", "arch", "method", "ratio", "layer", "seed", "protocol", "variant"]
+        done = self.cells[self.cells["state"] == "done"]
+        rows = load_history(self.root, self.grid) if len(done) else pd.DataFrame()
+        if rows.empty or "step" not in rows:
+            return pd.DataFrame(columns=[*axes, "step", "phase"])
+        return rows.merge(done[[c for c in axes if c in done]], on="cell_id", how="inner")
+
+    @property
+    def chance(self) -> float:
+        """Mean chance accuracy of the done cells (NaN when none records it)."""
+        done = self.done
+        if done.empty or "chance_mean" not in done:
+            return float("nan")
+        values = pd.to_numeric(done["chance_mean"], errors="coerce").dropna()
+        return float(values.mean()) if len(values) else float("nan")
 
 
 def most_covered(frame: pd.DataFrame, column: str, spread: str) -> object:

@@ -25,6 +25,14 @@ COLUMNS = {
     for axis, fields in DISPLAY_FIELDS.items()
 }
 DISPLAY_COLUMNS = tuple(col for cols in COLUMNS.values() for col in cols.values())
+# The protocol axis is not an extension, so it is named here, once, for tables, figures and report.
+PROTOCOL_LABELS = {
+    "base": "base",
+    "finetune": "fine-tuned",
+    "zeroshot": "zero-shot",
+    "scratch": "from scratch",
+}
+PROTOCOL_ORDER = tuple(PROTOCOL_LABELS)
 _FLAGS = ("method_is_reference", "method_uses_ground_truth", "method_trained")
 
 
@@ -87,6 +95,11 @@ def _fallbacks(out: pd.DataFrame, rows: Any, axis: str, key: str) -> None:
         out.loc[rows, "method_is_reference"] = bool(len(ratios) and (ratios == 0).all())
 
 
+def protocol_label(protocol: object) -> str:
+    """'fine-tuned', 'zero-shot', ...: the protocol's name in tables, figures and the report."""
+    return PROTOCOL_LABELS.get(str(protocol), str(protocol))
+
+
 @dataclass(frozen=True)
 class Labels:
     """Label, order and flags per method/arch key, read from a frame with display columns."""
@@ -121,6 +134,11 @@ class Labels:
 
     def sort(self, axis: str, keys: Iterable[object]) -> list[Any]:
         return sorted(dict.fromkeys(keys), key=lambda k: self.order(axis, k))
+
+    def series(self, method: object, variant: object = "") -> str:
+        """A method's label, with its variant's name when it has one: 'STTS (no_aux)'."""
+        label = self.label("method", method)
+        return f"{label} ({variant})" if isinstance(variant, str) and variant else label
 
     def is_reference(self, method: object) -> bool:
         return bool(self._get("method", method, "is_reference"))

@@ -28,6 +28,7 @@ from core.results import (
     RUNTIME_KEYS,
     STALE_S,
     STATES,
+    WANDB_RECORD,
     ResultsError,
     State,
     cell_dirs,
@@ -235,11 +236,28 @@ def _fill_from_dir(row: dict[str, Any], cell_dir: Path, status: dict[str, Any]) 
     row["cell_dir"] = str(cell_dir)
     for key in ("failed_step", "attempts", "step", "updated"):
         row[key] = status.get(key)
+    row.update(wandb_record(cell_dir))
     if any(row[a] is None for a in AXES) or row["name"] == row["cell_id"]:
         cell = read_cell_block(cell_dir)
         _set_axes(row, cell.get("axes") or {})
         if row["name"] == row["cell_id"] and cell.get("name"):
             row["name"] = str(cell["name"])
+
+
+WANDB_COLUMNS = {f"wandb_run_{k}": k for k in ("mode", "id", "project", "group", "url", "dir")}
+
+
+def wandb_record(cell_dir: Path) -> dict[str, Any]:
+    """The cell's W&B run record (wandb_run.json, written by the run logger) as wandb_run_*
+    columns: mode, id, project, group, url (online runs), dir; {} when absent or unreadable."""
+    path = cell_dir / WANDB_RECORD
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {col: record.get(key) or None for col, key in WANDB_COLUMNS.items()}
 
 
 def _fill_from_result(row: dict[str, Any], result: dict[str, Any], report: LoadReport) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.aggregate import GROUP_KEYS, with_display
+from analysis.display import protocol_label
 from analysis.pareto import add_frontiers
 
 DASH = "–"
@@ -58,7 +59,6 @@ EFFICIENCY_NUMERIC = (
     "memory_ratio_mean",
     "within_spread",
 )
-PROTOCOL_LABELS = {"base": "base", "finetune": "fine-tuned", "zeroshot": "zero-shot", "scratch": ""}
 # Where a method acts, in the order a clip meets the stages (display.method.stage values).
 STAGES = {
     "pre_vit": "before the ViT",
@@ -144,9 +144,9 @@ def _label_columns(agg: pd.DataFrame) -> pd.DataFrame:
     cols = {}
     if agg["grid"].nunique() > 1:
         cols["Grid"] = agg["grid"]
-    cols["Arch"] = agg["arch"].astype(str)
+    cols["Arch"] = agg["arch_label"].astype(str)
     if "protocol" in agg and set(agg["protocol"].dropna()) - {"scratch"}:
-        cols["Protocol"] = agg["protocol"].map(lambda p: PROTOCOL_LABELS.get(p, p))
+        cols["Protocol"] = agg["protocol"].map(protocol_label)
     cols["Stage"] = agg.apply(stage_label, axis=1)
     cols["Method"] = agg["method_label"].astype(str)
     if "variant" in agg and agg["variant"].fillna("").astype(str).str.len().any():

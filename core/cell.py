@@ -29,7 +29,7 @@ from torch import nn
 from core.config import ExperimentConfig
 from core.data import build_dataset, build_tokenizer, collate, prepare_data
 from core.data.datasets import SYNTHETIC, dataset_class
-from core.diagnostics import save_keep_example
+from core.diagnostics import keep_map_image, save_keep_example
 from core.efficiency import analytic_flops, hardware_info, peak_memory_info
 from core.efficiency.side_by_side import compare_interleaved
 from core.extensions import display_metadata, reference_method
@@ -276,7 +276,14 @@ class CellRun:
             "eval",
         )
         efficiency = self.measure(model, data, device, ev)
-        self.save_diagnostics(model, data, device)
+        keep_example = self.save_diagnostics(model, data, device)
+        logger.image(
+            "diagnostics/keep_map",
+            keep_map_image(keep_example),
+            self.state.step,
+            f"{self.cfg.pruning.method} at ratio {self.cfg.effective_ratio:g}: kept windows of "
+            "one validation clip (dropped ones dimmed)",
+        )
         timing["wall_s"] = time.perf_counter() - started
         result = self.result(metrics, efficiency, timing, device, status)
         logger.summary({**metrics, **efficiency})
@@ -621,10 +628,10 @@ class CellRun:
         )
         return eff
 
-    def save_diagnostics(self, model: VideoVLM, data: CellData, device: torch.device) -> None:
-        """The keep map of one fixed validation clip (for the keep-map figure)."""
+    def save_diagnostics(self, model: VideoVLM, data: CellData, device: torch.device) -> Path:
+        """The keep map of one fixed validation clip (for the keep-map figure); its path."""
         sample = data.val[0]
-        save_keep_example(
+        return save_keep_example(
             model,
             sample,
             to_device(collate([sample]), device),

@@ -49,3 +49,18 @@ def save_keep_example(
         ratio=np.array(ratio),
     )
     return path
+
+
+def keep_map_image(path: Path, dim: float = 0.25) -> np.ndarray:
+    """The keep map of `save_keep_example` as one uint8 RGB strip (frames side by side, padding
+    frames left out unless every frame is padding): kept windows as the model saw them, dropped windows dimmed to `dim`."""
+    with np.load(path) as z:
+        frames, keep = z["frames"], z["keep"].astype(bool)
+        real = z["frame_mask"].astype(bool) if "frame_mask" in z else np.ones(len(frames), bool)
+    if real.any():  # a clip with no real frame (undecodable, all padding) is shown whole
+        frames, keep = frames[real], keep[real]
+    size = frames.shape[1]
+    scale = -(-size // keep.shape[1])  # pixels per window, rounded up
+    shown = np.repeat(np.repeat(keep, scale, axis=1), scale, axis=2)[:, :size, :size]
+    out = frames.astype(np.float32) * np.where(shown, 1.0, dim)[..., None]
+    return np.concatenate(list(out.round().astype(np.uint8)), axis=1)

@@ -56,6 +56,7 @@ RESULT_FILE = "result.json"
 CHECKPOINT_DIR = "checkpoints"
 DIAGNOSTICS_DIR = "diagnostics"
 WANDB_DIR = "wandb"
+WANDB_RECORD = "wandb_run.json"  # the cell's W&B run: mode, id, project, group, name, dir, url
 CELL_FILES = (RESULT_FILE, STATUS_FILE, CONFIG_FILE)
 
 # The sweep axes of every grid, in cell-name order.

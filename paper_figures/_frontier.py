@@ -9,14 +9,37 @@ import numpy as np
 from analysis.data import GridData
 from analysis.pareto import FRONTIERS, frontier_mask, uses_ground_truth
 from paper_figures import style
-from paper_figures.common import SkipFigure, mark_partial, panel_title, partial_note, pct
+from paper_figures.common import (
+    SkipFigure,
+    accuracy_limits,
+    accuracy_values,
+    chance_line,
+    draw_point,
+    encoding_note,
+    legend,
+    look,
+    pad_limits,
+    panel_title,
+    pct,
+    seed_counts,
+    series_keys,
+    series_rows,
+    spread_marks,
+)
 
 
 def draw_frontier_figure(
-    data: GridData, out_dir: str | Path, name: str, frontier: str, xlabel: str, title: str
+    data: GridData,
+    out_dir: str | Path,
+    name: str,
+    frontier: str,
+    xlabel: str,
+    title: str,
+    detail: str = "",
 ) -> list[Path]:
-    """One panel per arch: every (method, ratio, layer) group as a point with seed error bars, the
-    frontier of that arch as a dashed line, and frontier points labelled with ratio/layer."""
+    """One panel per arch: every (method, protocol, variant, ratio, layer) group as a point with
+    seed error bars, the frontier of that arch as a dashed line, chance dotted, and frontier
+    points labelled with ratio/layer when the grid sweeps more than one."""
     xcol, _ = FRONTIERS[frontier]
     done = data.done
     if done.empty or xcol not in done or done[xcol].notna().sum() == 0:
@@ -25,51 +48,64 @@ def draw_frontier_figure(
             "(speed-ups need a done unpruned reference of the same arch and seed)"
         )
     rows = done[done[xcol].notna() & done["accuracy_mean"].notna()]
+    swept = rows["ratio"].nunique() > 2 or rows["layer"].nunique() > 1  # 0 + one ratio: not swept
     with style.paper_style():
-        fig = style.new_figure(3.3 * len(data.archs) + 0.4, 3.2)
+        fig = style.new_figure(3.4 * len(data.archs) + 0.6, 3.3)
         axes = fig.subplots(1, len(data.archs), sharey=True, squeeze=False)[0]
+        panels = []
         for ax, arch in zip(axes, data.archs, strict=True):
             part = rows[rows["arch"] == arch]
-            _points(ax, data, part, xcol)
-            _frontier(ax, data, part[frontier_mask(part, frontier)].sort_values(xcol), xcol)
+            marks = _points(ax, data, part, xcol)
+            _frontier(ax, data, part[frontier_mask(part, frontier)].sort_values(xcol), xcol, swept)
             ax.set_title(panel_title(data, arch, data.agg))
             ax.set_xlabel(xlabel)
-            _pad_x(ax, part[xcol].to_numpy())
+            pad_limits(ax, "x", part[xcol].to_numpy(), right=2.0 if swept else 1.0)
+            panels.append((ax, marks))
+        chance = chance_line(axes[0], data)
+        for ax in axes[1:]:
+            chance_line(ax, data)
+        accuracy_limits(axes, [*accuracy_values(rows), chance])
         axes[0].set_ylabel("val accuracy (%)")
-        style.figure_legend(fig, axes)
+        legend(fig, axes, data)
         truth = data.labels.sort("method", rows.loc[uses_ground_truth(rows), "method"])
         excluded = ", ".join(data.labels.label("method", m) for m in truth)
         style.set_title(
             fig,
             f"{data.grid}: {title}",
-            "mean ± std over seeds; Pareto points labelled r<prune ratio>·l<ViT block>"
-            + (f"; {excluded} (ground truth) not on the frontier" if excluded else "")
-            + partial_note(rows),
+            detail,
+            "dashed: the Pareto frontier"
+            + ("; its points labelled r<prune ratio>·l<ViT block>" if swept else "")
+            + (f" ({excluded}: ground truth, never on it)" if excluded else "")
+            + "; dotted: chance",
+            encoding_note(data, rows),
         )
+        for ax, marks in panels:
+            spread_marks(fig, ax, marks)
         return style.save(fig, out_dir, name)
 
 
-def _points(ax, data: GridData, part, xcol: str) -> None:
+def _points(ax, data: GridData, part, xcol: str) -> list:
     std_col = xcol.replace("_mean", "_std")
-    for method in data.methods(part):
-        pts = part[part["method"] == method]
-        look = style.method_style(method)
-        ax.errorbar(
-            pts[xcol],
-            pct(pts["accuracy_mean"]),
-            yerr=pct(pts["accuracy_std"]),
-            xerr=pts.get(std_col),
-            color=look.color,
-            marker=look.marker,
-            linestyle="none",
-            label=data.labels.label("method", method),
-            zorder=3,
-            markersize=9 if data.labels.is_reference(method) else 6,
-        )
-        mark_partial(ax, pts[xcol].to_numpy(), pct(pts["accuracy_mean"]), pts, look)
+    marks = []
+    for key in series_keys(data, part):
+        lk = look(data, key)
+        pts = series_rows(part, key)
+        for i, (_, r) in enumerate(pts.iterrows()):  # one mark per group: each moves on its own
+            mark = draw_point(
+                ax,
+                [r[xcol]],
+                pct([r["accuracy_mean"]]),
+                pct([r["accuracy_std"]]),
+                lk,
+                xerr=[r.get(std_col, np.nan)],
+                legend=i == 0,
+            )
+            marks.append(mark)
+        seed_counts(ax, pts[xcol].to_numpy(), pct(pts["accuracy_mean"]), pts)
+    return marks
 
 
-def _frontier(ax, data: GridData, front, xcol: str) -> None:
+def _frontier(ax, data: GridData, front, xcol: str, swept: bool) -> None:
     ax.plot(
         front[xcol],
         pct(front["accuracy_mean"]),
@@ -79,6 +115,8 @@ def _frontier(ax, data: GridData, front, xcol: str) -> None:
         zorder=2,
         label="Pareto frontier",
     )
+    if not swept:
+        return
     for _, r in front.iterrows():  # above the frontier is empty: labels go there
         if data.labels.is_reference(r["method"]):
             continue
@@ -95,12 +133,3 @@ def _frontier(ax, data: GridData, front, xcol: str) -> None:
             zorder=6,
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
         )
-
-
-def _pad_x(ax, x: np.ndarray) -> None:
-    x = x[np.isfinite(x)]
-    if not len(x):
-        return
-    lo, hi = float(x.min()), float(x.max())
-    pad = 0.12 * (hi - lo or abs(hi) or 1.0)
-    ax.set_xlim(lo - pad, hi + 2 * pad)  # room on the right for the point labels

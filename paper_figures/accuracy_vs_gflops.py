@@ -18,5 +18,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
         NAME,
         "gflops",
         xlabel="GFLOPs per clip (forward)",
-        title="accuracy vs compute (ViT + connector + LLM forward GFLOPs per clip)",
+        title="accuracy vs compute",
+        detail="compute: analytic forward GFLOPs per clip (ViT with the reducer's scoring, "
+        "connector and LLM)",
     )

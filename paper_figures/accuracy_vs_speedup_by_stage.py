@@ -22,7 +22,8 @@ from matplotlib.lines import Line2D
 
 from analysis.aggregate import REFERENCE_PROTOCOL
 from analysis.data import GridData
-from analysis.tables import PROTOCOL_LABELS, STAGES
+from analysis.display import PROTOCOL_LABELS
+from analysis.tables import STAGES
 from paper_figures import style
 from paper_figures.common import SkipFigure, pct
 

@@ -1,5 +1,6 @@
-"""(e) Fusion archs under pruning: grouped bars (arch × method) at one ratio and layer, with the
-unpruned bar of each arch; groups without done seeds are marked by their state instead of a bar."""
+"""(e) Fusion archs under pruning: grouped bars (arch × method, protocol, variant) at one ratio and
+layer, with the unpruned bars of each arch and chance dotted; groups without done seeds are marked
+by their state instead of a bar."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from matplotlib.patches import Patch
 
 from analysis.data import GridData, most_covered
 from paper_figures import style
-from paper_figures.common import SkipFigure, partial_note
+from paper_figures.common import (
+    SkipFigure,
+    chance_line,
+    encoding_note,
+    legend,
+    look,
+    series_keys,
+    series_rows,
+)
 
 NAME = "arch_comparison"
 
@@ -30,16 +39,18 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
     slice_ = agg[agg["method_is_reference"] | ((agg["ratio"] == ratio) & (agg["layer"] == layer))]
     labels = data.labels
     archs = labels.sort("arch", slice_["arch"])
-    methods = data.methods(slice_)
-    width = 0.8 / len(methods)
+    keys = series_keys(data, slice_)
+    width = 0.8 / len(keys)
     with style.paper_style():
-        fig = style.new_figure(max(4.5, 1.1 * len(archs) * max(len(methods), 3) * 0.45 + 1.5), 3.2)
+        fig = style.new_figure(max(4.5, 1.1 * len(archs) * max(len(keys), 3) * 0.45 + 1.5), 3.3)
         ax = fig.subplots()
         top = 0.0
-        for j, method in enumerate(methods):
-            look = style.method_style(method)
+        unlabelled: dict[str, Patch] = {}  # series without any bar still get a legend entry
+        for j, key in enumerate(keys):
+            lk = look(data, key)
+            labelled = False
             for i, arch in enumerate(archs):
-                group = slice_[(slice_["arch"] == arch) & (slice_["method"] == method)]
+                group = series_rows(slice_[slice_["arch"] == arch], key)
                 x = i - 0.4 + width * (j + 0.5)
                 g = None if group.empty else group.sort_values("layer").iloc[0]
                 if g is None or g["n"] == 0:  # name the gap instead of leaving it unexplained
@@ -52,41 +63,50 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
                         ha="center",
                         va="bottom",
                         fontsize=8,
-                        color=look.color,
+                        color=lk.color,
                     )
                     continue
                 mean, std = g["accuracy_mean"] * 100, g["accuracy_std"] * 100
-                partial = g["n"] < g["n_planned"]
+                err = std if np.isfinite(std) else 0.0
                 ax.bar(
                     x,
                     mean,
                     width * 0.92,
-                    color="white" if partial else look.color,
-                    edgecolor=look.color,
-                    hatch="//" if partial else None,
+                    color=lk.color if lk.filled else "white",
+                    edgecolor=lk.color,
+                    linewidth=1.4,
                     yerr=std if np.isfinite(std) else None,
                     ecolor="#333333",
+                    label="_" + lk.label if labelled else lk.label,
                 )
-                top = max(top, mean + (std if np.isfinite(std) else 0))
-        handles = [
-            Patch(color=style.method_style(m).color, label=labels.label("method", m))
-            for m in methods
-        ]
+                labelled = True
+                if g["n"] < g["n_planned"]:
+                    ax.text(
+                        x,
+                        mean + err + 1,
+                        f"{int(g['n'])}/{int(g['n_planned'])}",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6.5,
+                        color="#444444",
+                    )
+                top = max(top, mean + err)
+            if not labelled:
+                unlabelled[lk.label] = Patch(
+                    facecolor=lk.color if lk.filled else "white", edgecolor=lk.color
+                )
+        chance = chance_line(ax, data)
         ax.set_xticks(range(len(archs)))
         ax.set_xticklabels([labels.label("arch", a) for a in archs])
         ax.set_ylabel("val accuracy (%)")
-        ax.set_ylim(0, max(top * 1.12, 10))
+        ax.set_ylim(0, max(top * 1.12, chance * 1.12 if np.isfinite(chance) else 0.0, 10.0))
         ax.grid(axis="x", visible=False)
-        fig.legend(
-            handles,
-            [h.get_label() for h in handles],
-            loc="outside lower center",
-            ncol=style.legend_columns(fig, len(methods)),
-        )
+        legend(fig, [ax], data, extra=unlabelled)
         style.set_title(
             fig,
             f"{data.grid}: fusion archs under pruning",
-            f"prune ratio {ratio:g} after ViT block {layer}; mean ± std over seeds"
-            + partial_note(slice_, "hatched"),
+            f"prune ratio {ratio:g} after ViT block {layer}, beside each arch's unpruned model; "
+            "chance dotted",
+            encoding_note(data, slice_[slice_["n"] > 0]),
         )
         return style.save(fig, out_dir, NAME)

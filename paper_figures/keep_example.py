@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from analysis.data import GridData
-from analysis.display import Labels
+from analysis.display import Labels, protocol_label
 from core.results import DIAGNOSTICS_DIR
 from paper_figures import style
 from paper_figures.common import SkipFigure
@@ -36,10 +36,12 @@ class KeepExample:
     frames: np.ndarray  # (F, H, W, 3) uint8
     keep: np.ndarray  # (F, wh, ww) bool
     window: int
-    slice_key: tuple  # (clip_id, ratio, arch, layer, seed)
+    slice_key: tuple  # (clip_id, ratio, arch, layer, seed, protocol, variant)
 
 
-def load_example(path: Path, arch: str, layer: object, seed: object) -> KeepExample:
+def load_example(
+    path: Path, arch: str, layer: object, seed: object, protocol: str = "", variant: str = ""
+) -> KeepExample:
     """Read and check one keep_example.npz (no pickles); ValueError names the file and the field."""
     with np.load(path, allow_pickle=False) as npz:
         missing = [k for k in ("frames", "keep", "method", "ratio") if k not in npz]
@@ -64,7 +66,7 @@ def load_example(path: Path, arch: str, layer: object, seed: object) -> KeepExam
         frames.astype(np.uint8),
         keep,
         window,
-        (text["clip_id"], round(ratio, 6), arch, layer, seed),
+        (text["clip_id"], round(ratio, 6), arch, layer, seed, protocol, variant),
     )
 
 
@@ -78,15 +80,25 @@ def collect_examples(data: GridData) -> tuple[list[KeepExample], list[str]]:
         path = Path(cell["cell_dir"]) / EXAMPLE
         if path.is_file():
             try:
-                examples.append(load_example(path, cell["arch"], cell["layer"], cell["seed"]))
+                examples.append(
+                    load_example(
+                        path,
+                        cell["arch"],
+                        cell["layer"],
+                        cell["seed"],
+                        str(cell.get("protocol") or ""),
+                        str(cell.get("variant") or ""),
+                    )
+                )
             except (ValueError, OSError) as exc:
                 notes.append(str(exc))
     return examples, notes
 
 
 def pick_slice(examples: list[KeepExample], labels: Labels) -> list[KeepExample]:
-    """The (clip, ratio, arch, layer, seed) slice with the most methods (pruned ones first, then
-    one with a trained reducer), one example per method, in display order."""
+    """The (clip, ratio, arch, layer, seed, protocol, variant) slice with the most methods (pruned
+    ones first, then one with a trained reducer), one example per method, in display order: every
+    row of the figure comes from the same weights' protocol (never zero-shot beside fine-tuned)."""
     slices: dict[tuple, dict[str, KeepExample]] = {}
     for ex in examples:
         slices.setdefault(ex.slice_key, {}).setdefault(ex.method, ex)
@@ -128,13 +140,16 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             _frame_row(fig, grid, r, ex, shown, data.labels.label("method", ex.method))
         _kept_plot(fig.add_subplot(grid[len(rows), :]), rows, data.labels)
         first = rows[0]
-        arch, layer, seed = first.slice_key[2:]
+        arch, layer, seed, protocol, variant = first.slice_key[2:]
         arch = data.labels.label("arch", arch)
         style.set_title(
             fig,
-            f"{data.grid}: which visual windows reach the LLM (shaded/hatched windows are dropped)",
+            f"{data.grid}: which visual windows reach the LLM",
+            "shaded and hatched windows are dropped",
             f"clip {first.clip_id}, prune ratio {first.ratio:g}, {arch}, "
-            f"pruned after ViT block {layer}, seed {seed}",
+            f"pruned after ViT block {layer}, seed {seed}"
+            + (f", {protocol_label(protocol)}" if protocol and protocol != "scratch" else "")
+            + (f", variant {variant}" if variant else ""),
             f"Q: {first.question}  A: {first.answer}" if first.question else "",
         )
         return style.save(fig, out_dir, NAME)

@@ -1,5 +1,6 @@
 """(d) Prune-layer ablation: accuracy vs the ViT block after which tokens are pruned, one line per
-method, at the ratio that covers the most layers; unpruned accuracy dashed."""
+method (and protocol, variant), at the ratio that covers the most layers; unpruned dashed, chance
+dotted."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import numpy as np
 
 from analysis.data import GridData, most_covered
 from paper_figures import style
-from paper_figures.common import SkipFigure, method_lines, panel_title, partial_note, reference_line
+from paper_figures.common import (
+    SkipFigure,
+    accuracy_limits,
+    accuracy_values,
+    chance_line,
+    encoding_note,
+    legend,
+    panel_title,
+    reference_lines,
+    series_lines,
+    spread_marks,
+)
 
 NAME = "layer_ablation"
 
@@ -25,21 +37,31 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
         raise SkipFigure(f"the grid sweeps one prune layer only ({', '.join(map(str, layers))})")
     shown = data.agg[data.agg["method_is_reference"] | (data.agg["ratio"] == ratio)]
     with style.paper_style():
-        fig = style.new_figure(3.2 * len(data.archs) + 0.4, 3.0)
+        fig = style.new_figure(3.3 * len(data.archs) + 0.6, 3.1)
         axes = fig.subplots(1, len(data.archs), sharey=True, squeeze=False)[0]
+        values, panels = accuracy_values(rows), []
         for ax, arch in zip(axes, data.archs, strict=True):
             part = rows[rows["arch"] == arch]
-            method_lines(ax, data, part, lambda p: p["layer"].astype(float).to_numpy(), "layer")
-            reference_line(ax, data, arch)
+            marks = series_lines(
+                ax, data, part, lambda p: p["layer"].astype(float).to_numpy(), "layer"
+            )
+            values += reference_lines(ax, data, arch)
+            values.append(chance_line(ax, data))
             ax.set_xticks(np.asarray(layers, dtype=float))
             ax.set_xticklabels([str(int(v)) for v in layers])
+            ax.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
             ax.set_xlabel("prune after ViT block")
             ax.set_title(panel_title(data, arch, shown))
+            panels.append((ax, marks))
+        accuracy_limits(axes, values)
         axes[0].set_ylabel("val accuracy (%)")
-        style.figure_legend(fig, axes)
+        legend(fig, axes, data)
         style.set_title(
             fig,
             f"{data.grid}: prune-layer ablation at ratio {ratio:g}",
-            "mean ± std over seeds" + partial_note(rows),
+            "the unpruned model dashed, chance dotted",
+            encoding_note(data, rows),
         )
+        for ax, marks in panels:
+            spread_marks(fig, ax, marks)
         return style.save(fig, out_dir, NAME)

@@ -1,7 +1,7 @@
 """The full grid report: analysis's tables and HTML with the paper figures embedded.
 
 `python -m paper_figures.report --results results --grid prune_sweep [--grid ...] [--out DIR]
-[--no-figures]` (the options of `python -m analysis`); `write_report` is the launcher's collect.
+[--no-figures] [--no-titles] [--wandb-log MODE]` (the options of `python -m analysis`); `write_report` is the launcher's collect.
 """
 
 from __future__ import annotations
@@ -20,11 +20,19 @@ def write_report(
     out_dir: str | Path | None = None,
     *,
     wandb_path: str | None = None,
+    wandb_log: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
-    """`analysis.report.write_grid_outputs` with every paper figure (default out: _analysis)."""
+    """`analysis.report.write_grid_outputs` with every paper figure (default out: _analysis),
+    mirrored to the grid's W&B analysis run when its cells logged to W&B (`wandb_log`)."""
     return write_grid_outputs(
-        results_root, grid, out_dir, figures=make_grid_figures, wandb_path=wandb_path, log=log
+        results_root,
+        grid,
+        out_dir,
+        figures=make_grid_figures,
+        wandb_path=wandb_path,
+        wandb_log=wandb_log,
+        log=log,
     )
 
 

@@ -1,4 +1,5 @@
-"""One look for every figure: fonts, a fixed colour and marker per method key, saving.
+"""One look for every figure: fonts, a fixed colour and marker per method key (analysis.palette),
+titles that can be switched off, captions written beside each figure, saving.
 
 Labels and order come from the data (analysis.display), never from here. Figures are built with the
 object-oriented API on the Agg canvas (no pyplot state), and saved as PDF (TrueType fonts embedded)
@@ -7,35 +8,21 @@ and PNG side by side.
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib as mpl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.palette import METHOD_STYLES, MethodStyle, method_style
+from analysis.tables import latex_escape
 
-@dataclass(frozen=True)
-class MethodStyle:
-    color: str
-    marker: str
+__all__ = ["METHOD_STYLES", "MethodStyle", "method_style"]
 
-
-# Okabe–Ito colours (colour-blind safe) for the methods the paper shows; STTS the strongest blue.
-METHOD_STYLES = {
-    "none": MethodStyle("#000000", "*"),
-    "random": MethodStyle("#7f7f7f", "v"),
-    "easy": MethodStyle("#E69F00", "s"),
-    "heuristic": MethodStyle("#CC79A7", "D"),
-    "scorer": MethodStyle("#0072B2", "o"),
-    "oracle": MethodStyle("#009E73", "^"),
-}
-_FALLBACK_COLORS = ("#D55E00", "#56B4E9", "#8C564B", "#BCBD22", "#17BECF", "#9467BD")
-_FALLBACK_MARKERS = ("P", "X", "h", "p", "<", ">")
 
 RC = {
     "font.family": "DejaVu Sans",
@@ -59,16 +46,6 @@ RC = {
 }
 
 
-def method_style(method: str) -> MethodStyle:
-    """The fixed style of a method key; other keys get a stable colour/marker from their hash."""
-    if method in METHOD_STYLES:
-        return METHOD_STYLES[method]
-    h = int(hashlib.sha1(str(method).encode()).hexdigest(), 16)
-    return MethodStyle(
-        _FALLBACK_COLORS[h % len(_FALLBACK_COLORS)], _FALLBACK_MARKERS[h % len(_FALLBACK_MARKERS)]
-    )
-
-
 @contextmanager
 def paper_style() -> Iterator[None]:
     """rcParams of the paper figures, restored afterwards."""
@@ -83,38 +60,75 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def legend_columns(fig: Figure, entries: int) -> int:
-    """Columns for a figure-wide legend: as many as fit the figure's width (about 1.15 in each),
-    so a one-panel figure wraps its legend instead of cutting it off at the edges."""
-    return max(1, min(entries, 7, int(fig.get_figwidth() / 1.15)))
+def legend_columns(fig: Figure, labels: list[str]) -> int:
+    """Columns for a figure-wide legend: as many as fit the figure's width for its longest label
+    (a marker and about 0.065 in per character at the legend's size), so it is never cut off."""
+    longest = max((len(str(label)) for label in labels), default=1)
+    per_column = 0.5 + 0.065 * longest
+    return max(1, min(len(labels), 7, int(fig.get_figwidth() / per_column)))
 
 
-def figure_legend(fig: Figure, axes) -> None:
-    """One legend below all panels: each label once (first handle wins), wrapped to the width."""
-    seen: dict[str, object] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    fig.legend(
-        list(seen.values()),
-        list(seen),
-        loc="outside lower center",
-        ncol=legend_columns(fig, len(seen)),
-    )
+def set_title(fig: Figure, headline: str, *details: str) -> None:
+    """The figure's headline (drawn above the panels unless titles are off) and the details that
+    go into its caption only (see `save`), so a PNG/PDF never carries a paragraph of text."""
+    _caption(fig)[:0] = [headline, *(d for d in details if d)]
+    if titles_enabled():
+        width_chars = max(30, int(fig.get_figwidth() * 12))
+        fig.suptitle("\n".join(textwrap.wrap(headline, width_chars)), fontsize=10)
 
 
-def set_title(fig: Figure, *parts: str) -> None:
-    """Figure title from parts (first = headline), wrapped to the figure width so it never spills."""
-    width_chars = max(30, int(fig.get_figwidth() * 12))
-    lines = [line for part in parts if part for line in textwrap.wrap(part, width_chars)]
-    fig.suptitle("\n".join(lines), fontsize=10)
+def note(fig: Figure, text: str) -> None:
+    """Append a sentence to the figure's caption (how to read it: markers, bars, shifts)."""
+    if text and text not in _caption(fig):
+        _caption(fig).append(text)
+
+
+def caption_text(fig: Figure) -> str:
+    """The caption: headline and details as sentences."""
+    parts = [p.strip().rstrip(".") for p in _caption(fig) if p and p.strip()]
+    # sentences after the headline start upper case; the headline keeps its grid name as written
+    parts = parts[:1] + [p[:1].upper() + p[1:] for p in parts[1:]]
+    return ". ".join(parts) + ("." if parts else "")
+
+
+def _caption(fig: Figure) -> list[str]:
+    if not hasattr(fig, "_vidprune_caption"):
+        fig._vidprune_caption = []  # type: ignore[attr-defined]
+    return fig._vidprune_caption  # type: ignore[attr-defined]
 
 
 def save(fig: Figure, out_dir: str | Path, stem: str, dpi: int = 200) -> list[Path]:
-    """Write stem.pdf and stem.png into out_dir; returns both paths."""
+    """Write stem.pdf, stem.png and the caption beside them: stem.caption.txt (plain) and
+    stem.caption.tex (LaTeX-escaped, for \\caption{...}); returns the four paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.pdf", out_dir / f"{stem}.png"]
     for path in paths:
         fig.savefig(path, dpi=dpi)
-    return paths
+    text = caption_text(fig)
+    captions = [out_dir / f"{stem}{CAPTION_TXT}", out_dir / f"{stem}{CAPTION_TEX}"]
+    captions[0].write_text(text + "\n")
+    captions[1].write_text(latex_escape(text) + "\n")
+    return paths + captions
+
+
+# ---- options ------------------------------------------------------------------------------------
+
+CAPTION_TXT = ".caption.txt"
+CAPTION_TEX = ".caption.tex"
+_TITLES: ContextVar[bool] = ContextVar("figure_titles", default=True)
+
+
+def titles_enabled() -> bool:
+    """Whether figures draw their headline (off for a paper: the caption file carries it)."""
+    return _TITLES.get()
+
+
+@contextmanager
+def figure_options(titles: bool = True) -> Iterator[None]:
+    """Options of the figures drawn inside the block (`--no-titles`: titles=False)."""
+    token = _TITLES.set(bool(titles))
+    try:
+        yield
+    finally:
+        _TITLES.reset(token)

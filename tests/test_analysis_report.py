@@ -37,20 +37,22 @@ def test_all_outputs_exist(outputs):
     ):
         assert paths[key].is_file() and paths[key].stat().st_size > 0, key
         assert out in paths[key].parents
-    figures = sorted(k for k in paths if k.startswith("figure_"))
-    assert len(figures) == 14  # seven figures × (pdf, png)
-    assert {
-        "figure_accuracy_vs_speedup_by_stage_pdf",
-        "figure_accuracy_vs_speedup_by_stage_png",
-    } <= set(figures)
+    figures = {k.removeprefix("figure_").rsplit("_", 1)[0] for k in paths if "figure_" in k}
+    # the six result figures, the by-stage figure and the training curves
+    assert len(figures) == 8 and "accuracy_vs_speedup_by_stage" in figures
+    for name in figures:  # each as PDF and PNG with its caption (plain text and LaTeX) beside it
+        for ext in ("pdf", "png", "txt", "tex"):
+            assert paths[f"figure_{name}_{ext}"].is_file(), (name, ext)
 
 
 def test_html_is_one_self_contained_file(outputs):
     _, _, paths = outputs
     text = paths["html"].read_text()
-    assert not re.search(r"""(src|href)=["'](?!data:)""", text)  # no external files or URLs
+    assert not re.search(r"""src=["'](?!data:)""", text)  # no external files or URLs
+    # links only within the page or to cell folders (relative, no W&B run in the fixture)
+    assert all(h.startswith(("#", "../")) for h in re.findall(r"href='([^']*)'", text))
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
-    assert len(images) == 7
+    assert len(images) == 8
     assert all(base64.b64decode(img)[:8] == PNG_MAGIC for img in images)
     # load report, failed/new cells with reasons, hardware
     for needle in (
@@ -83,7 +85,7 @@ def test_all_new_grid_still_reports(tmp_path):
     paths = write_report(tmp_path, "g", log=logs.append)
     assert paths["html"].parent == default_out_dir(tmp_path, "g")
     assert not any(k.startswith("figure_") for k in paths)
-    assert len(logs) == 7 and all("skipped" in line for line in logs)
+    assert len(logs) == 8 and all("skipped" in line for line in logs)  # every figure
     assert "| new |" in paths["efficiency_md"].read_text()
     assert "2 new" in paths["load_report"].read_text()
     assert "skipped accuracy_vs_ratio" in paths["html"].read_text()
@@ -151,6 +153,10 @@ def test_figures_report_cli(outputs, tmp_path, capsys):
     tree, _, _ = outputs
     args = ["--results", str(tree.root), "--grid", "arch_sweep", "--out", str(tmp_path)]
     assert report_main(args) == 0
-    assert "figures" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # tables and figures listed once each, captions apart (not as tables or figures of their own)
+    assert "tables/{efficiency,pareto,qtypes}.{csv,md,tex}" in printed
+    (figures_line,) = [line for line in printed.splitlines() if line.startswith("  figures")]
+    assert "arch_comparison" in figures_line and "caption" not in figures_line
     assert (tmp_path / "figures" / "arch_comparison.png").is_file()
     assert report_main([*args, "--no-figures"]) == 0

@@ -66,7 +66,7 @@ def test_markdown_and_latex_show_new_and_failed(written):
     line = next(
         ln
         for ln in md.splitlines()
-        if ln.startswith("| arch_sweep | cross_attention") and "STTS" in ln
+        if ln.startswith("| arch_sweep | cross-attention") and "STTS" in ln
     )
     assert "| failed |" in line
     assert "| 0/2 (2 failed) |" in line
@@ -83,7 +83,7 @@ def test_latex_is_booktabs_with_escaped_underscores(written):
     _, paths = written
     tex = paths["efficiency_tex"].read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"joint\_decoder" in tex and r"prune\_sweep" in tex
+    assert "joint decoder" in tex and r"prune\_sweep" in tex  # the arch's label; escaped grid
     assert not re.search(r"(?<!\\)_", tex.split(r"\label")[0])  # every _ escaped
     spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
     for line in tex.splitlines():
@@ -204,7 +204,7 @@ def test_labels_order_and_flags_come_from_the_cells_display(tmp_path):
     cells, _ = load_results(tree.root, "prune_sweep")
     agg = add_frontiers(aggregate(cells))
     shown, _ = efficiency_table(agg)
-    jd = shown[shown["Arch"] == "joint_decoder"]
+    jd = shown[shown["Arch"] == "joint decoder"]  # the arch's display label, as in the figures
     assert list(dict.fromkeys(jd["Method"])) == [
         "unpruned",
         "easy",

@@ -330,6 +330,9 @@ def test_offline_wandb_run_carries_config_cell_id_and_group(
     for needle in ("gridq7", f"{cell_id}-a1", "celltest", "train/lr", "0.00123", "cell_id"):
         assert needle.encode() in blob, needle
     assert cell_id.encode() in blob and b"val/accuracy" in blob and b"train/loss" in blob
+    assert b"diagnostics/keep_map" in blob  # the keep map, as an image in the run's media
+    (keep_map,) = files[0].parent.glob("files/media/images/diagnostics/keep_map*.png")
+    assert keep_map.read_bytes()[:4] == b"\x89PNG"
     assert read_status(cell_dir)["state"] == "done"
 
 

@@ -36,7 +36,7 @@ def test_figures_notebook_executes(tmp_path, monkeypatch):
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "efficiency–accuracy" in markdown and "75.0 ± 1.0" in markdown
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 7
+    assert len(images) == 8  # the six result figures, the by-stage one, the training curves
     assert sorted(p.name for p in (out / "prune_sweep").glob("*.pdf")) == sorted(
         f"{n}.pdf"
         for n in (
@@ -47,5 +47,6 @@ def test_figures_notebook_executes(tmp_path, monkeypatch):
             "layer_ablation",
             "arch_comparison",
             "keep_example",
+            "training_curves",
         )
     )

@@ -23,21 +23,24 @@ from core.io import (
     read_jsonl,
     write_json_atomic,
 )
-from core.results import METRICS_FILE
+from core.results import METRICS_FILE, WANDB_RECORD
 
 PHASES = ("train", "eval")
 SUMMARY_FILE = "summary.json"
-WANDB_RECORD = "wandb_run.json"
 KEY_SEP = "/"  # replaces "." in config keys sent to W&B (its filters mishandle dotted keys)
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}
 
 
 class RunLogger:
-    """Interface: `log` a metrics dict at a step of a phase, set final `summary` values, `finish`.
-    The base class is the no-op logger given to non-zero ranks."""
+    """Interface: `log` a metrics dict at a step of a phase, an `image`, set final `summary`
+    values, `finish`. The base class is the no-op logger given to non-zero ranks."""
 
     def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
         _check_phase(phase)
+
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        """An image (uint8 HxWx3 array or a PNG path) for the run's dashboard; files on disk keep
+        their own copy, so only the W&B mirror does anything."""
 
     def summary(self, d: dict[str, Any]) -> None:
         return None
@@ -107,6 +110,15 @@ class WandbLogger(RunLogger):
         # requeued run that resumes from its last checkpoint.
         self._guard("log", lambda: self.run.log({**metrics, "step": int(step)}))
 
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        def send() -> None:
+            import wandb
+
+            picture = wandb.Image(str(image) if isinstance(image, Path) else image, caption=caption)
+            self.run.log({key: picture, "step": int(step)})
+
+        self._guard("image", send)
+
     def summary(self, d: dict[str, Any]) -> None:
         self._guard("summary", lambda: self.run.summary.update(dict(d)))
 
@@ -121,6 +133,10 @@ class CompositeLogger(RunLogger):
     def log(self, metrics: dict[str, Any], step: int, phase: str = "train") -> None:
         for lg in self.loggers:
             lg.log(metrics, step, phase)
+
+    def image(self, key: str, image: Any, step: int, caption: str = "") -> None:
+        for lg in self.loggers:
+            lg.image(key, image, step, caption)
 
     def summary(self, d: dict[str, Any]) -> None:
         for lg in self.loggers:
@@ -210,6 +226,7 @@ def _init_wandb(
         )
         return None
     record["run_dir"] = str(getattr(getattr(run, "settings", None), "sync_dir", "") or "")
+    record["url"] = str(getattr(run, "url", "") or "") if mode == "online" else ""
     write_json_atomic(cell_dir / WANDB_RECORD, record)
     print(f"[{run_name}] {wandb_line(mode, run, record['run_dir'])}", flush=True)
     return WandbLogger(run)
