@@ -178,9 +178,11 @@ def test_local_timeout_requeues_and_resumes_from_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LAUNCHER_TEST_STEP_S", "0.25")
-    cell = make_cell(tmp_path, "slow", steps=16, seed=3)  # ≈ 4 s of work
-    # 4 s limit, USR2 2 s before it: the first attempt is cut after ~2 s and requeued
-    params = {"timeout_min": 4 / 60, "signal_delay_s": 2, "tasks_per_node": 1}
+    cell = make_cell(tmp_path, "slow", steps=48, seed=3)  # ≈ 12 s of work
+    # 20 s limit, USR2 10 s before it: the first attempt is cut ~10 s after its job started and
+    # requeued. The margins leave room for a slow start on a busy machine (imports took > 4 s
+    # in CI beside a training run, and a job killed before it began is not a timeout).
+    params = {"timeout_min": 20 / 60, "signal_delay_s": 10, "tasks_per_node": 1}
     outcome = run_local(
         [cell],
         CELL_FN,
@@ -192,7 +194,7 @@ def test_local_timeout_requeues_and_resumes_from_checkpoint(
     assert len(starts) >= 2 and starts[0] == 0 and all(s > 0 for s in starts[1:])
     assert starts == sorted(starts)
     result = json.loads((cell / "result.json").read_text())
-    assert result["value"] == expected_value(16, 3)  # same as an uninterrupted run
+    assert result["value"] == expected_value(48, 3)  # same as an uninterrupted run
     assert json.loads((cell / "status.json").read_text())["attempts"] == len(starts)
 
 
