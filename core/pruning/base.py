@@ -134,17 +134,7 @@ class TokenReducer(Extension, nn.Module):
             n_full = min(depth, p.prune_at + 1 + cls.hard_prune_delay)
             layout = _kept_layout(frames, kept, n, per_frame, c.window, kept_per_frame)
             blocks = blocks[:n_full] + [layout] * (depth - n_full)
-        return TokenFlow(
-            frames=frames,
-            text_len=text_len,
-            vocab=vocab,
-            patches=n,
-            windows=per_frame,
-            vit_blocks=blocks,
-            connector_tokens=kept,
-            llm_visual=[kept] * cfg.lm.n_layers,
-            reduced=reduced,
-        )
+        return clip_flow(cfg, frames, text_len, vocab, blocks, kept)
 
     @classmethod
     def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
