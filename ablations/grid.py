@@ -125,6 +125,15 @@ def get_dotted(data: Mapping[str, Any], dotted: str, default: Any = None) -> Any
     return node
 
 
+def reject_unknown(
+    keys: Iterable[str], allowed: Iterable[str], where: str, noun: str = "key"
+) -> None:
+    """Refuse the first (sorted) of `keys` not in `allowed`, naming it at `where.<key>`."""
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        raise GridError(f"{where}.{unknown[0]}: unknown {noun}. Fix: use {allowed}.")
+
+
 def check_experiment_keys(keys: Iterable[str], where: str) -> None:
     for key in keys:
         head = key.split(".", 1)[0]
@@ -154,9 +163,7 @@ class Rule:
                 f"{where}={data!r}: expected a mapping with 'match'. Fix: see "
                 "ablations/grid.py for the rule format."
             )
-        unknown = sorted(set(data) - set(RULE_KEYS))
-        if unknown:
-            raise GridError(f"{where}.{unknown[0]}: unknown rule key. Fix: use {RULE_KEYS}.")
+        reject_unknown(data, RULE_KEYS, where, "rule key")
         match_raw = data.get("match") or {}
         if not isinstance(match_raw, Mapping) or not match_raw:
             raise GridError(f"{where}.match: needs at least one axis. Fix: e.g. {{method: none}}.")
@@ -210,9 +217,7 @@ class Protocol:
                 f"{where}={data!r}: expected a mapping with base, finetune (and zeroshot). Fix: "
                 "see ablations/conf/grid/prune_sweep.yaml."
             )
-        unknown = sorted(set(data) - set(PROTOCOL_KEYS))
-        if unknown:
-            raise GridError(f"{where}.{unknown[0]}: unknown key. Fix: use {PROTOCOL_KEYS}.")
+        reject_unknown(data, PROTOCOL_KEYS, where)
         stages = {}
         for stage in ("base", "finetune"):
             values = flatten(data.get(stage) or {})
@@ -243,9 +248,7 @@ class Variant:
             )
         if not isinstance(data, Mapping):
             raise GridError(f"{where}={data!r}: expected a mapping with match and set.")
-        unknown = sorted(set(data) - set(VARIANT_KEYS))
-        if unknown:
-            raise GridError(f"{where}.{unknown[0]}: unknown key. Fix: use {VARIANT_KEYS}.")
+        reject_unknown(data, VARIANT_KEYS, where)
         match = Rule.parse({"match": data.get("match") or {}}, where, "exclude")
         sets = flatten(data.get("set") or {})
         check_experiment_keys(sets, f"{where}.set")
@@ -290,13 +293,9 @@ class GridSpec:
                 f"{where}: grid.wandb_group={group!r}: needs a plain name (letters, digits, '.', "
                 "'_', '-'). Fix: e.g. wandb_group: prune_sweep."
             )
-        unknown = sorted(set(data) - set(GRID_KEYS))
-        if unknown:
-            raise GridError(f"{where}: grid.{unknown[0]}: unknown key. Fix: use {GRID_KEYS}.")
+        reject_unknown(data, GRID_KEYS, f"{where}: grid")
         axes_raw = data.get("axes") or {}
-        unknown = sorted(set(axes_raw) - set(AXES))
-        if unknown:
-            raise GridError(f"{where}: grid.axes.{unknown[0]}: unknown axis. Fix: use {AXES}.")
+        reject_unknown(axes_raw, AXES, f"{where}: grid.axes", "axis")
         axes: dict[str, list[Any]] = {}
         for axis in AXES:
             values = axes_raw.get(axis)
@@ -326,11 +325,7 @@ class GridSpec:
             for i, r in enumerate(data.get("exclude") or [])
         ]
         res_raw = data.get("resources") or {}
-        unknown = sorted(set(res_raw) - set(RESOURCE_KEYS))
-        if unknown:
-            raise GridError(
-                f"{where}: grid.resources.{unknown[0]}: unknown key. Fix: use {RESOURCE_KEYS}."
-            )
+        reject_unknown(res_raw, RESOURCE_KEYS, f"{where}: grid.resources")
         resources = {**DEFAULT_RESOURCES, **res_raw}
         for key in ("timeout_min", "cpus", "nodes", "array_parallelism"):
             if not isinstance(resources[key], int | float) or resources[key] < 1:

@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._report import add_report_options, smoke_out, write_report  # noqa: E402
 from core.data.decode import decode_frames  # noqa: E402
 from core.data.sampling import ClipTiming, uniform  # noqa: E402
 from core.efficiency.hardware import cpu_model  # noqa: E402
@@ -99,14 +100,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frame-size", type=int, default=224)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--smoke", action="store_true", help="tiny clip, 1 repeat, temp output")
+    add_report_options(parser, RESULTS, "tiny clip, 1 repeat, temp output")
     args = parser.parse_args(argv)
     clip = SMOKE if args.smoke else Clip()
     if args.smoke:
         args.repeats, args.frame_size = 1, 32
-        if args.out == RESULTS:
-            args.out = Path(tempfile.mkdtemp()) / "decode.md"
+        args.out = smoke_out(args.out, RESULTS, "decode.md")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_clip(Path(tmp) / "bench.mp4", clip)
@@ -146,10 +145,7 @@ def main(argv: list[str] | None = None) -> Path:
         "Reproduce: `python benchmarks/decode_bench.py`",
     ]
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    return args.out
+    return write_report(args.out, text)
 
 
 if __name__ == "__main__":

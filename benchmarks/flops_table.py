@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks._report import write_report  # noqa: E402
 from core.config import ExperimentConfig  # noqa: E402
 from core.efficiency.flops import GIGA, analytic_flops  # noqa: E402
 from core.layers.windows import WindowGrid  # noqa: E402
@@ -210,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = table_rows(MOLMO2, [64, 128], [0.0, 0.3, 0.5], args.text_len)
         text = HEADER + render(rows, args.text_len, "SigLIP2 so400m + Qwen3-4B, STTS, prune_at 3")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, text)
     worst = max(abs(deviation(r, p)) for r in rows for p in PARTS)
     print(f"largest |deviation|: {worst:.3f}%")
     return 0

@@ -34,6 +34,7 @@ from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._report import add_report_options, smoke_out, write_report  # noqa: E402
 from core.config import ExperimentConfig  # noqa: E402
 from core.efficiency.hardware import cpu_model  # noqa: E402
 from core.efficiency.measure import MIB, peak_memory_info  # noqa: E402
@@ -297,20 +298,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--smoke", action="store_true", help="tiny model, 1 step, temp output")
+    add_report_options(parser, RESULTS, "tiny model, 1 step, temp output")
     args = parser.parse_args(argv)
     preset = SMOKE if args.smoke else Preset()
     if args.smoke:
         args.steps = 1
-        if args.out == RESULTS:
-            args.out = Path(tempfile.mkdtemp()) / "fsdp.md"
+        args.out = smoke_out(args.out, RESULTS, "fsdp.md")
     reports = measure(preset, args.world, args.steps, fresh=not args.smoke)
     text = render(reports, preset, args.world, args.steps)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    return args.out
+    return write_report(args.out, text)
 
 
 if __name__ == "__main__":

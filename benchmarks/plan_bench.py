@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ablations import app, hydra_conf  # noqa: E402
 from ablations.overrides import read_command_line  # noqa: E402
 from ablations.plan import make_plan  # noqa: E402
+from benchmarks._report import add_report_options, write_report  # noqa: E402
 from core.io import write_json_atomic, write_yaml_atomic  # noqa: E402
 from core.results import write_result  # noqa: E402
 
@@ -114,8 +115,7 @@ def cold_dry_run(root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--smoke", action="store_true", help="a small grid, one repeat")
+    add_report_options(parser, RESULTS, "a small grid, one repeat")
     args = parser.parse_args()
     if args.smoke:
         OVERRIDES[:] = SMOKE_OVERRIDES
@@ -168,9 +168,7 @@ jobs); python {platform.python_version()}, hydra {hydra.__version__}, submitit {
 
 Reproduce: `python benchmarks/plan_bench.py`
 """
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, text)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,20 @@ from analysis.pareto import FRONTIERS, frontier_mask, uses_ground_truth
 from paper_figures import style
 from paper_figures.common import (
     SkipFigure,
-    accuracy_limits,
     accuracy_values,
+    arch_panels,
     chance_line,
     draw_point,
     encoding_note,
-    legend,
+    finish_accuracy_panels,
     look,
     pad_limits,
     panel_title,
     pct,
+    save_spread,
     seed_counts,
     series_keys,
     series_rows,
-    spread_marks,
 )
 
 
@@ -50,8 +50,7 @@ def draw_frontier_figure(
     rows = done[done[xcol].notna() & done["accuracy_mean"].notna()]
     swept = rows["ratio"].nunique() > 2 or rows["layer"].nunique() > 1  # 0 + one ratio: not swept
     with style.paper_style():
-        fig = style.new_figure(3.4 * len(data.archs) + 0.6, 3.3)
-        axes = fig.subplots(1, len(data.archs), sharey=True, squeeze=False)[0]
+        fig, axes = arch_panels(data, 3.4, 3.3)
         panels = []
         for ax, arch in zip(axes, data.archs, strict=True):
             part = rows[rows["arch"] == arch]
@@ -64,9 +63,7 @@ def draw_frontier_figure(
         chance = chance_line(axes[0], data)
         for ax in axes[1:]:
             chance_line(ax, data)
-        accuracy_limits(axes, [*accuracy_values(rows), chance])
-        axes[0].set_ylabel("val accuracy (%)")
-        legend(fig, axes, data)
+        finish_accuracy_panels(fig, axes, [*accuracy_values(rows), chance], data)
         truth = data.labels.sort("method", rows.loc[uses_ground_truth(rows), "method"])
         excluded = ", ".join(data.labels.label("method", m) for m in truth)
         style.set_title(
@@ -79,9 +76,7 @@ def draw_frontier_figure(
             + "; dotted: chance",
             encoding_note(data, rows),
         )
-        for ax, marks in panels:
-            spread_marks(fig, ax, marks)
-        return style.save(fig, out_dir, name)
+        return save_spread(fig, panels, out_dir, name)
 
 
 def _points(ax, data: GridData, part, xcol: str) -> list:

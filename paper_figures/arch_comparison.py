@@ -14,6 +14,7 @@ from paper_figures import style
 from paper_figures.common import (
     SkipFigure,
     chance_line,
+    done_pruned,
     encoding_note,
     legend,
     look,
@@ -25,9 +26,7 @@ NAME = "arch_comparison"
 
 
 def make(data: GridData, out_dir: str | Path) -> list[Path]:
-    pruned = data.pruned
-    if pruned.empty:
-        raise SkipFigure("no done pruned cells")
+    pruned = done_pruned(data)
     ratio = most_covered(pruned, "ratio", "arch")
     at_ratio = pruned[pruned["ratio"] == ratio]
     layer = most_covered(at_ratio, "layer", "method")

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.data import GridData
@@ -31,6 +33,61 @@ MIN_ACCURACY_SPAN = 10.0  # percentage points: an axis never zooms into seed noi
 
 class SkipFigure(Exception):
     """The grid lacks the data a figure needs; the message says what is missing."""
+
+
+def done_pruned(data: GridData, missing: str = "no done pruned cells") -> pd.DataFrame:
+    """The done pruned groups of `data`; a figure drawn from them is skipped (`missing`) when there
+    are none."""
+    pruned = data.pruned
+    if pruned.empty:
+        raise SkipFigure(missing)
+    return pruned
+
+
+def arch_panels(
+    data: GridData, width: float = 3.3, height: float = 3.1
+) -> tuple[Figure, np.ndarray]:
+    """A figure of one accuracy panel per arch (`width` inches each), sharing the y axis."""
+    fig = style.new_figure(width * len(data.archs) + 0.6, height)
+    return fig, fig.subplots(1, len(data.archs), sharey=True, squeeze=False)[0]
+
+
+def series_panels(
+    data: GridData,
+    rows: pd.DataFrame,
+    shown: pd.DataFrame,
+    x: Callable[[pd.DataFrame], np.ndarray],
+    xcol: str,
+    band: bool = False,
+) -> tuple[Figure, np.ndarray, list[float], list[tuple[object, list[Mark]]]]:
+    """One panel per arch: the series lines of its `rows` against `x` (`series_lines`), its
+    unpruned reference (± std band when `band`) and chance, titled by `panel_title(…, shown)`.
+    Returns the figure, the axes, the accuracies drawn (for `finish_accuracy_panels`) and each
+    panel's marks (for `save_spread`)."""
+    fig, axes = arch_panels(data)
+    values, panels = accuracy_values(rows), []
+    for ax, arch in zip(axes, data.archs, strict=True):
+        marks = series_lines(ax, data, rows[rows["arch"] == arch], x, xcol)
+        values += reference_lines(ax, data, arch, band=band)
+        values.append(chance_line(ax, data))
+        ax.set_title(panel_title(data, arch, shown))
+        panels.append((ax, marks))
+    return fig, axes, values, panels
+
+
+def finish_accuracy_panels(fig, axes, values: Iterable[float], data: GridData) -> None:
+    """The shared y range (`accuracy_limits`), the accuracy label on the first panel and the
+    figure's legend."""
+    accuracy_limits(axes, values)
+    axes[0].set_ylabel("val accuracy (%)")
+    legend(fig, axes, data)
+
+
+def save_spread(fig, panels: list[tuple[object, list[Mark]]], out_dir, name: str) -> list[Path]:
+    """Spread each panel's overlapping marks (last: it needs the final limits) and save."""
+    for ax, marks in panels:
+        spread_marks(fig, ax, marks)
+    return style.save(fig, out_dir, name)
 
 
 def pct(values: object) -> np.ndarray:

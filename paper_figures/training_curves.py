@@ -25,9 +25,9 @@ from paper_figures.common import (
     legend,
     look,
     pct,
+    save_spread,
     series_keys,
     series_rows,
-    spread_marks,
 )
 
 NAME = "training_curves"
@@ -98,9 +98,7 @@ def make(data: GridData, out_dir: str | Path) -> list[Path]:
             if any(p == "finetune" for _, p in columns)
             else "",
         )
-        for ax, marks in panels:
-            spread_marks(fig, ax, marks)
-        return style.save(fig, out_dir, NAME)
+        return save_spread(fig, panels, out_dir, NAME)
 
 
 def _slice_values(data: GridData) -> tuple[float | None, int | None]:

@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 from core.config import ExperimentConfig
+from core.config.language_model import LanguageModelConfig
+
+
+def fusion_lm(n_layers: int) -> LanguageModelConfig:
+    """A 32-wide, 4-head (2 KV) decoder of `n_layers` layers for the fusion arch tests."""
+    return LanguageModelConfig(
+        dim=32, n_layers=n_layers, n_heads=4, n_kv_heads=2, max_seq_len=64, qk_norm=True
+    )
 
 
 def tiny_config(**sections) -> ExperimentConfig:

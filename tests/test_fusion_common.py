@@ -8,18 +8,12 @@ import torch.nn.functional as F
 
 from core.budget import residual_visual_tokens
 from core.config.fusion import FusionConfig
-from core.config.language_model import LanguageModelConfig
 from core.models.fusion import PARAMETER_GROUPS, FusionOutput, build_fusion
 from core.models.visual_tokens import VisualTokens
+from tests.helpers_model import fusion_lm
 
 ARCHS = ("joint_decoder", "cross_attention", "mot", "moma")
 V = 37
-
-
-def _lm(**kw) -> LanguageModelConfig:
-    base = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, qk_norm=True)
-    base.update(kw)
-    return LanguageModelConfig(**base)
 
 
 def _visual(features: torch.Tensor, valid: torch.Tensor) -> VisualTokens:
@@ -46,7 +40,7 @@ def _batch(seed: int = 0, b: int = 3, k: int = 6, t: int = 7):
 
 def _model(arch: str, seed: int = 0, **fusion_kw):
     torch.manual_seed(seed)
-    model = build_fusion(FusionConfig(arch=arch, **fusion_kw), _lm(), V)
+    model = build_fusion(FusionConfig(arch=arch, **fusion_kw), fusion_lm(2), V)
     if arch == "cross_attention":  # make the zero-initialised blocks matter
         for block in model.cross_blocks.values():
             torch.nn.init.normal_(block.cross_attn.o_proj.weight, std=0.2)
@@ -128,7 +122,7 @@ def test_logit_at_t_predicts_token_t_plus_1(arch):
     valid = torch.ones(2, 6, dtype=torch.bool)
     valid[0, 3:] = False
     visual = _visual(feats, valid)
-    model = build_fusion(FusionConfig(arch=arch), _lm(n_layers=1), V)
+    model = build_fusion(FusionConfig(arch=arch), fusion_lm(1), V)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(120):
         out = model(visual, ids, text_mask)
@@ -212,4 +206,4 @@ def test_unknown_arch_gets_a_helpful_registry_error():
     cfg = FusionConfig()
     cfg.arch = "joint_decoderr"  # mutated after validation: build_fusion re-checks
     with pytest.raises(ValueError, match=r"unknown fusion arch.*joint_decoder.*Available"):
-        build_fusion(cfg, _lm(), V)
+        build_fusion(cfg, fusion_lm(2), V)

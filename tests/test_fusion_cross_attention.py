@@ -5,19 +5,13 @@ from __future__ import annotations
 import torch
 
 from core.config.fusion import FusionConfig
-from core.config.language_model import LanguageModelConfig
 from core.models.fusion import build_fusion
 from core.models.fusion.cross_attention import CrossAttentionConfig
 from core.models.language_model import DecoderLM
 from core.models.visual_tokens import VisualTokens
+from tests.helpers_model import fusion_lm
 
 V = 29
-
-
-def _lm(**kw) -> LanguageModelConfig:
-    base = dict(dim=32, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=64, qk_norm=True)
-    base.update(kw)
-    return LanguageModelConfig(**base)
 
 
 def _visual(features: torch.Tensor, valid: torch.Tensor) -> VisualTokens:
@@ -35,7 +29,7 @@ def _randomise_blocks(model) -> None:
 def _model(**options):
     torch.manual_seed(0)
     fusion = FusionConfig(arch="cross_attention", options=CrossAttentionConfig(**options))
-    return build_fusion(fusion, _lm(), V)
+    return build_fusion(fusion, fusion_lm(4), V)
 
 
 def test_blocks_follow_every_nth_text_block():
@@ -46,7 +40,7 @@ def test_blocks_follow_every_nth_text_block():
 
 def test_fresh_model_equals_text_only_decoder_exactly():
     model = _model(every=2)
-    decoder = DecoderLM(_lm(), V)
+    decoder = DecoderLM(fusion_lm(4), V)
     decoder.load_state_dict(model.lm.state_dict())
     ids = torch.randint(0, V, (2, 9))
     valid = torch.tensor([[True] * 5, [True, True, False, False, False]])

@@ -9,26 +9,33 @@ from pathlib import Path
 import pytest
 
 from ablations import app, hydra_conf
+from tests.grid_results import planned_results
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("core.cell") is None, reason="core.cell is not there yet"
 )
 
 
-def test_smoke_grid_with_the_real_runner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    args = [
+def _smoke_args(tmp_path: Path, *train: str) -> list[str]:
+    """The smoke grid run inline under `tmp_path` on tiny synthetic data; `train` sets its training
+    steps."""
+    return [
         "grid=smoke",
         f"results_root={tmp_path / 'results'}",
         f"data.data_root={tmp_path / 'data'}",
         "backend=inline",
-        "train.steps=3",
+        *train,
         "data.synthetic_train=24",
         "data.synthetic_val=16",
         "collect=false",
     ]
+
+
+def test_smoke_grid_with_the_real_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = _smoke_args(tmp_path, "train.steps=3")
     assert app.main(hydra_conf.compose_launch(args), args) == 0
     plan = json.loads((tmp_path / "results" / "smoke" / "plan.json").read_text())
     assert len(plan["cells"]) == 3
@@ -48,25 +55,15 @@ def test_smoke_grid_with_the_real_runner(
 def test_the_protocol_with_the_real_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Base, fine-tunes from it (the unpruned control included) and a zero-shot cell, for real."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    args = [
-        "grid=smoke",
-        f"results_root={tmp_path / 'results'}",
-        f"data.data_root={tmp_path / 'data'}",
-        "backend=inline",
+    args = _smoke_args(
+        tmp_path,
         "+grid.protocol.base.train.steps=3",
         "+grid.protocol.finetune.train.steps=2",
         "+grid.protocol.finetune.train.caption_steps=0",
-        "data.synthetic_train=24",
-        "data.synthetic_val=16",
-        "collect=false",
-    ]
+    )
     assert app.main(hydra_conf.compose_launch(args), args) == 0
     grid = tmp_path / "results" / "smoke"
-    plan = json.loads((grid / "plan.json").read_text())
-    results = {
-        c["name"]: json.loads((grid / c["cell_id"] / "result.json").read_text())
-        for c in plan["cells"]
-    }
+    results = planned_results(grid)
     base = results["jd-none-r0-l0-s0-base"]
     assert base["init"] == {"cell": ""} and base["config"]["train.steps"] == 3
     checksum = base["data"]["content_checksum"]  # the benchmark every cell of the grid used

@@ -4,7 +4,6 @@ the plain baselines always drawn."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from analysis.data import GridData
 from analysis.tables import efficiency_table
 from core.registry import REDUCERS
 from paper_figures import accuracy_vs_speedup_by_stage as by_stage
+from tests.grid_results import planned_results
 
 GRID = Path(__file__).resolve().parents[1] / "ablations" / "conf" / "grid" / "reducer_zoo.yaml"
 
@@ -81,11 +81,7 @@ def test_a_tiny_reducer_zoo_runs_with_the_real_runner(tmp_path, monkeypatch):
     ]
     assert app.main(hydra_conf.compose_launch(args), args) == 0
     grid = tmp_path / "results" / "reducer_zoo"
-    plan = json.loads((grid / "plan.json").read_text())
-    results = {
-        c["name"]: json.loads((grid / c["cell_id"] / "result.json").read_text())
-        for c in plan["cells"]
-    }
+    results = planned_results(grid)
     assert len(results) == 4  # base, unpruned fine-tune, FastV fine-tuned and zero-shot
     full = 8 * 16  # 8 frames of 4×4 windows at the tiny preset
     for name in ("jd-fastv-r0.75-l0-s0-ft", "jd-fastv-r0.75-l0-s0-zs"):

@@ -76,6 +76,9 @@ class TokenReducer(Extension, nn.Module):
     needs_ground_truth: ClassVar[bool] = False
     hard_prune_delay: ClassVar[int] = 0  # blocks between scoring (after prune_at) and hard removal
     merges_in_vit: ClassVar[bool] = False  # merges block by block (`schedule`, `merge`)
+    # why `kept_per_frame` means nothing to this reducer's ViT counts ("": a keep mask, which uses
+    # it); a reducer stating one refuses it and gives its counts in `stage_flow`
+    kept_per_frame_refusal: ClassVar[str] = ""
 
     def __init__(self, cfg: PruningConfig, vit_dim: int = 0, vit_mlp_dim: int = 0) -> None:
         super().__init__()
@@ -109,7 +112,13 @@ class TokenReducer(Extension, nn.Module):
         term: `kept_per_frame` gives it, by default the kept windows are spread as evenly as
         integers allow (the real split is data-dependent). The connector pools the K kept windows
         and every LLM layer carries them.
+
+        A reducer with a `kept_per_frame_refusal` refuses `kept_per_frame` and returns its
+        `stage_flow`.
         """
+        if cls.kept_per_frame_refusal:
+            refuse_kept_per_frame(cfg, kept_per_frame, cls.kept_per_frame_refusal)
+            return cls.stage_flow(cfg, frames, text_len, vocab)
         v, c, p = cfg.vision, cfg.connector, cfg.pruning
         depth = VISION_ENCODERS.get(v.type).num_blocks(v)
         n, per_frame = cfg.grid**2, cfg.tokens_per_frame
@@ -125,17 +134,13 @@ class TokenReducer(Extension, nn.Module):
             n_full = min(depth, p.prune_at + 1 + cls.hard_prune_delay)
             layout = _kept_layout(frames, kept, n, per_frame, c.window, kept_per_frame)
             blocks = blocks[:n_full] + [layout] * (depth - n_full)
-        return TokenFlow(
-            frames=frames,
-            text_len=text_len,
-            vocab=vocab,
-            patches=n,
-            windows=per_frame,
-            vit_blocks=blocks,
-            connector_tokens=kept,
-            llm_visual=[kept] * cfg.lm.n_layers,
-            reduced=reduced,
-        )
+        return clip_flow(cfg, frames, text_len, vocab, blocks, kept)
+
+    @classmethod
+    def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
+        """Tokens per stage of a reducer with a `kept_per_frame_refusal`; such a reducer overrides
+        this."""
+        raise TypeError(f"{cls.__name__} states a kept_per_frame_refusal but no stage_flow()")
 
 
 def refuse_kept_per_frame(cfg: ExperimentConfig, given: list[int] | None, why: str) -> None:

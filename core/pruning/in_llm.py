@@ -104,6 +104,7 @@ class InLLMReducer(TokenReducer):
     stage = Stage.IN_LLM
     keeps_positions: ClassVar[bool] = True
     layers_key: ClassVar[str] = "layer"  # the option that sets the drop layers (for messages)
+    kept_per_frame_refusal = "removes nothing in the ViT"
 
     def __init__(self, cfg: PruningConfig, vit_dim: int = 0, vit_mlp_dim: int = 0) -> None:
         super().__init__(cfg, vit_dim, vit_mlp_dim)
@@ -162,21 +163,9 @@ class InLLMReducer(TokenReducer):
 
     # ---- the extension spec ----------------------------------------------------------------------
     @classmethod
-    def token_flow(
-        cls,
-        cfg: ExperimentConfig,
-        frames: int,
-        text_len: int,
-        vocab: int,
-        kept_per_frame: list[int] | None = None,
-    ) -> TokenFlow:
+    def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
         """Every encoder block and the connector see every token; LLM layer l carries the visual
         tokens the plan leaves it."""
-        if kept_per_frame is not None:
-            raise ValueError(
-                f"kept_per_frame={kept_per_frame}: pruning.method={cfg.pruning.method} removes "
-                "nothing in the ViT. Fix: leave kept_per_frame unset."
-            )
         v = cfg.vision
         depth = VISION_ENCODERS.get(v.type).num_blocks(v)
         n, per_frame = cfg.grid**2, cfg.tokens_per_frame

@@ -29,7 +29,6 @@ from core.pruning.base import (
     TokenReducer,
     clip_flow,
     clip_generator,
-    refuse_kept_per_frame,
 )
 from core.registry import VISION_ENCODERS
 
@@ -80,23 +79,16 @@ class PostViTReducer(TokenReducer):
 
     stage: ClassVar[Stage] = Stage.POST_VIT
     needs_vit_attention: ClassVar[bool] = False
+    kept_per_frame_refusal = "acts after the ViT, which runs unpruned"
 
     def reduce(self, inputs: PostViTInputs) -> Reduction:
         """K tokens per clip from its F·P′; subclasses override."""
         raise TypeError(f"{type(self).__name__} does not define reduce()")
 
     @classmethod
-    def token_flow(
-        cls,
-        cfg: ExperimentConfig,
-        frames: int,
-        text_len: int,
-        vocab: int,
-        kept_per_frame: list[int] | None = None,
-    ) -> TokenFlow:
+    def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
         """Every encoder block on all N patches of every frame, the connector on all F·P′
         windows, every LLM layer on the K kept tokens."""
-        refuse_kept_per_frame(cfg, kept_per_frame, "acts after the ViT, which runs unpruned")
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
         blocks = [[cfg.grid**2] * frames for _ in range(depth)]
         return clip_flow(cfg, frames, text_len, vocab, blocks, frames * cfg.tokens_per_frame)

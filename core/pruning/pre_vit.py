@@ -14,7 +14,7 @@ import torch
 
 from core.extensions import TokenFlow
 from core.layers.windows import WindowGrid
-from core.pruning.base import Stage, TokenReducer, clip_flow, refuse_kept_per_frame
+from core.pruning.base import Stage, TokenReducer, clip_flow
 from core.registry import VISION_ENCODERS
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class PreViTReducer(TokenReducer):
     """Base class of the pre-ViT reducers: implement `plan`."""
 
     stage: ClassVar[Stage] = Stage.PRE_VIT
+    kept_per_frame_refusal = "drops whole frames before the ViT"
 
     def plan(self, inputs: PreViTInputs) -> FramePlan:
         """Frames to encode and windows to keep; subclasses override."""
@@ -54,17 +55,9 @@ class PreViTReducer(TokenReducer):
         return math.ceil(kept / per_frame)
 
     @classmethod
-    def token_flow(
-        cls,
-        cfg: ExperimentConfig,
-        frames: int,
-        text_len: int,
-        vocab: int,
-        kept_per_frame: list[int] | None = None,
-    ) -> TokenFlow:
+    def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
         """The patch embedding and every block on all N patches of the ⌈K/P′⌉ encoded frames, the
         connector on the K kept windows, every LLM layer on K tokens."""
-        refuse_kept_per_frame(cfg, kept_per_frame, "drops whole frames before the ViT")
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
         kept = cfg.kept_tokens(frames)
         encoded = cls.encoded_frames(kept, cfg.tokens_per_frame)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
-from core.pruning.base import TokenReducer, clip_flow, refuse_kept_per_frame
+from core.pruning.base import TokenReducer, clip_flow
 from core.registry import REDUCERS, VISION_ENCODERS
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class ToMe(TokenReducer):
     display = Display(label="ToMe", short="tome", order=45)
     merges_in_vit: ClassVar[bool] = True
     needs_divisible_grid = True
+    kept_per_frame_refusal = "merges: its counts follow its schedule"
 
     @staticmethod
     def points(cfg: ExperimentConfig) -> int:
@@ -140,17 +141,9 @@ class ToMe(TokenReducer):
         )
 
     @classmethod
-    def token_flow(
-        cls,
-        cfg: ExperimentConfig,
-        frames: int,
-        text_len: int,
-        vocab: int,
-        kept_per_frame: list[int] | None = None,
-    ) -> TokenFlow:
+    def stage_flow(cls, cfg: ExperimentConfig, frames: int, text_len: int, vocab: int) -> TokenFlow:
         """Blocks up to prune_at see every patch; block prune_at + 1 + j sees the windows left
         after j + 1 merges (×w² patches); the connector and the LLM see the K kept windows."""
-        refuse_kept_per_frame(cfg, kept_per_frame, "merges: its counts follow its schedule")
         n = cfg.grid**2
         depth = VISION_ENCODERS.get(cfg.vision.type).num_blocks(cfg.vision)
         kept = cfg.kept_tokens(frames)

@@ -128,6 +128,26 @@ class FusionModel(Extension, nn.Module):
                 "matches the checkpoint."
             )
 
+    def forward(
+        self,
+        visual: VisualTokens,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        query: torch.Tensor | None = None,
+    ) -> FusionOutput:
+        """Logits for the text positions of `input_ids` (B, T) after `visual`; `query` (B,) is the
+        text position that probes in-LLM drops (default: `probe_query`). Checks the inputs, then
+        runs the arch's `fuse` with this forward's `DropRun`."""
+        self.check_inputs(visual, input_ids, text_mask)
+        run = DropRun(self, visual, text_mask, query, residual=self.residual_visual)
+        return self.fuse(visual, input_ids, text_mask, run)
+
+    def fuse(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor, run: DropRun
+    ) -> FusionOutput:
+        """The arch's forward on checked inputs; subclasses override."""
+        raise TypeError(f"{type(self).__name__} does not define fuse()")
+
     def check_inputs(
         self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor
     ) -> None:

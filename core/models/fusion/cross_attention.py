@@ -164,17 +164,11 @@ class CrossAttentionFusion(FusionModel):
     def parameter_group(self, name: str) -> str:
         return "vision_adapters" if name.startswith("cross_blocks.") else "lm"
 
-    def forward(
-        self,
-        visual: VisualTokens,
-        input_ids: torch.Tensor,
-        text_mask: torch.Tensor,
-        query: torch.Tensor | None = None,
+    def fuse(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor, run: DropRun
     ) -> FusionOutput:
-        self.check_inputs(visual, input_ids, text_mask)
         h = self.lm.embed_tokens(input_ids)
         feats = visual.features.to(h.dtype)
-        run = DropRun(self, visual, text_mask, query, residual=False)
         key_mask, has_key = _key_mask(run.valid)
         rope = self.lm.rotary(torch.arange(input_ids.shape[1], device=h.device))
         for i, layer in enumerate(self.lm.layers):

@@ -49,17 +49,11 @@ class JointDecoder(FusionModel):
     def decoder_key_targets(self, key: str) -> list[str]:
         return [f"lm.{key}"]
 
-    def forward(
-        self,
-        visual: VisualTokens,
-        input_ids: torch.Tensor,
-        text_mask: torch.Tensor,
-        query: torch.Tensor | None = None,
+    def fuse(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor, run: DropRun
     ) -> FusionOutput:
-        self.check_inputs(visual, input_ids, text_mask)
         text = self.lm.embed_tokens(input_ids)
         h = torch.cat((visual.features.to(text.dtype), text), dim=1)
-        run = DropRun(self, visual, text_mask, query)
         rope, mask = run.rope(self.lm.rotary), run.mask()
         for i, layer in enumerate(self.lm.layers):
             probe = run.probe(i)

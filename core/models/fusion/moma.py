@@ -260,17 +260,11 @@ class MoMa(FusionModel):
             return "router"
         return "vision_adapters" if ".groups.visual." in name else "lm"
 
-    def forward(
-        self,
-        visual: VisualTokens,
-        input_ids: torch.Tensor,
-        text_mask: torch.Tensor,
-        query: torch.Tensor | None = None,
+    def fuse(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor, run: DropRun
     ) -> FusionOutput:
-        self.check_inputs(visual, input_ids, text_mask)
         text = self.embed_tokens(input_ids)
         h = torch.cat((visual.features.to(text.dtype), text), dim=1)
-        run = DropRun(self, visual, text_mask, query)
         rope, mask = run.rope(self.rotary), run.mask()
         no_text = torch.zeros_like(text_mask)
         no_visual = torch.zeros_like(visual.valid)

@@ -109,17 +109,11 @@ class MixtureOfTransformers(FusionModel):
     def parameter_group(self, name: str) -> str:
         return "vision_adapters" if ".visual." in f".{name}" else "lm"
 
-    def forward(
-        self,
-        visual: VisualTokens,
-        input_ids: torch.Tensor,
-        text_mask: torch.Tensor,
-        query: torch.Tensor | None = None,
+    def fuse(
+        self, visual: VisualTokens, input_ids: torch.Tensor, text_mask: torch.Tensor, run: DropRun
     ) -> FusionOutput:
-        self.check_inputs(visual, input_ids, text_mask)
         text = self.embed_tokens(input_ids)
         streams = {"visual": visual.features.to(text.dtype), "text": text}
-        run = DropRun(self, visual, text_mask, query)
         rope, mask = self._rope(run), run.mask()
         for i, layer in enumerate(self.layers):
             probe = run.probe(i)
