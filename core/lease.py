@@ -329,8 +329,7 @@ class Lease:
             )
             if not same:
                 return False
-            _move_away(self.path, self.token)
-            return True
+            return _take_away(self.path, self.token, {h.token for h in judged})
         finally:
             breaker.release()
 
@@ -361,10 +360,48 @@ class Lease:
             if not self.held:
                 return
             self.held = False
+            try:
+                others = [n for n in os.listdir(self.path) if n != self.record_name]
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            # the last holder takes the whole directory away in one rename: an empty lease
+            # directory left even for a moment could be replaced by a contender's rename while
+            # a second contender judges it empty and moves the new lease away
+            if not others and _take_away(self.path, self.token, {self.token}):
+                return
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path / self.record_name)
-            with contextlib.suppress(OSError):
-                os.rmdir(self.path)
+
+
+def _record_tokens(path: Path) -> set[str]:
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    return {
+        n[len(RECORD_PREFIX) : -len(RECORD_SUFFIX)]
+        for n in names
+        if n.startswith(RECORD_PREFIX) and n.endswith(RECORD_SUFFIX)
+    }
+
+
+def _take_away(path: Path, token: str, expected: set[str]) -> bool:
+    """Rename the lease at `path` aside and delete it if it held only records of `expected`;
+    if a holder joined or replaced it meanwhile, put it back (or, when that fails because a new
+    lease stands there already, delete it: its holder sees its record gone and stops)."""
+    gone = path.with_name(f".{path.name}.stale.{token}.{uuid.uuid4().hex[:6]}")
+    try:
+        os.rename(path, gone)
+    except FileNotFoundError:
+        return True
+    if _record_tokens(gone) <= expected:
+        _remove_tree(gone)
+        return True
+    try:
+        os.rename(gone, path)
+    except OSError:
+        _remove_tree(gone)
+    return False
 
 
 def _move_away(path: Path, token: str) -> None:
