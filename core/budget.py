@@ -52,6 +52,26 @@ def kept_tokens(frames: int, per_frame: int, ratio: float, prune_from_frame: int
     return frames * per_frame - pruned_tokens(frames, per_frame, ratio, prune_from_frame)
 
 
+def clip_kept_tokens(
+    real_frames: list[int], frames: int, per_frame: int, ratio: float, prune_from_frame: int = 0
+) -> list[int]:
+    """Each clip's own budget in a batch padded to `frames`: kept_tokens of its real frames.
+
+    Every clip of the batch carries kept_tokens(frames) slots (static shapes); a clip with fewer
+    real frames fills only its own budget of them and the rest are masked filler
+    (`core.models.clip_slots`). The budget is capped at those slots: a one-frame clip would be an
+    image, never pruned, but in a batch of videos whose slots are fewer it keeps as many as they
+    hold. A clip with no real frame (undecodable: every token is masked) takes the padded budget,
+    so a batch never asks a reducer for zero tokens."""
+    slots = kept_tokens(frames, per_frame, ratio, prune_from_frame)
+    out = []
+    for real in real_frames:
+        if not 0 <= real <= frames:
+            raise ValueError(f"a clip has {real} real frames, outside 0..{frames}")
+        out.append(min(slots, kept_tokens(real or frames, per_frame, ratio, prune_from_frame)))
+    return out
+
+
 def residual_visual_tokens(arch: str, kept: int) -> int:
     """Visual tokens that occupy the LM's residual stream (the arch's `residual_visual`; e.g.
     cross-attention keeps them in K/V only)."""

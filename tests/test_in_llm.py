@@ -198,7 +198,9 @@ def test_fastv_drop_equals_masking_the_dropped_keys_in_the_later_layers():
         h = torch.cat((visual.features, lm.embed_tokens(batch["input_ids"])), dim=1)
         k = visual.num_tokens
         rope = lm.rotary(torch.arange(k + t))
-        alive = torch.zeros(2, k, dtype=torch.bool).scatter_(1, kept, True)
+        kept_valid = out.visual.diagnostics["llm_kept_valid"]  # clip 0 keeps its 3 frames' 6
+        assert kept_valid.sum(1).tolist() == [6, 8]
+        alive = torch.zeros(2, k, dtype=torch.bool).scatter_(1, kept, kept_valid)
         for i, layer in enumerate(lm.layers):
             valid = visual.valid if i < cfg.pruning.options.layer else visual.valid & alive
             key_valid = torch.cat((valid, torch.ones(2, t, dtype=torch.bool)), 1)

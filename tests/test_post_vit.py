@@ -56,13 +56,19 @@ def test_kept_count_equals_the_budget_and_sizes_cover_the_clip(method, ratio, fr
     batch["frame_mask"][1, -1] = False
     out = _encode(tower, batch)
     expected = budget.kept_tokens(frames, 4, ratio)
-    assert out.num_tokens == expected == cfg.kept_tokens()
+    assert out.num_tokens == expected == cfg.kept_tokens()  # the batch's static slots
     assert torch.isfinite(out.features).all()
-    assert out.diagnostics["keep"].flatten(1).sum(1).tolist() == [expected] * 3
+    own = budget.clip_kept_tokens([frames, frames - 1, frames], frames, 4, ratio)
+    assert out.diagnostics["keep"].flatten(1).sum(1).tolist() == own  # each clip's own budget
+    assert out.valid.sum(1).tolist() == own and (own[1] < expected or frames == 2)
     if out.sizes is not None:  # merges: every token stands for ≥ 1 window, never more than exist
-        assert (out.sizes >= 1).all() and (out.sizes.sum(1) <= frames * 4).all()
-    index = out.frame_index * 4 + out.window_index  # in (frame, window) order, no repeats
-    assert torch.equal(index, index.sort(1).values) and (index.diff(dim=1) > 0).all()
+        assert (out.sizes >= 1).all() and (out.sizes.sum(1) <= frames * 4 + expected).all()
+        real = out.sizes * out.valid  # the clip's tokens cover at most its real windows
+        assert (real.sum(1) <= torch.tensor([frames, frames - 1, frames]) * 4).all()
+    for clip, n in enumerate(own):  # its tokens in (frame, window) order, no repeats; filler last
+        index = out.frame_index[clip, :n] * 4 + out.window_index[clip, :n]
+        assert (index.diff() > 0).all() and out.valid[clip, :n].all()
+        assert not out.valid[clip, n:].any() and (out.features[clip, n:] == 0).all()
 
 
 @pytest.mark.parametrize("method", ZOO)
@@ -112,8 +118,9 @@ def test_padded_frames_take_budget_last():
     assert frame_budgets(mask, 9, 4).tolist() == [[4, 4, 1, 0], [3, 2, 2, 2]]
     tower = _tower("divprune", 0.5)
     batch = video_batch(tiny_config(), batch=1)
-    batch["frame_mask"][0, 2:] = False  # 8 real windows = the budget
-    assert _encode(tower, batch).valid.all()
+    batch["frame_mask"][0, 2:] = False  # 8 real windows: the clip's own budget keeps 4
+    out = _encode(tower, batch)
+    assert out.valid.sum() == 4 and out.valid[0, :4].all() and (out.frame_index[0, :4] < 2).all()
 
 
 @pytest.mark.parametrize("method", ZOO)

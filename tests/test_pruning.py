@@ -77,10 +77,11 @@ def test_kept_count_matches_the_single_formula(method, ratio, frames):
     batch["frame_mask"][1, -1] = False
     out = _encode(tower, batch, train=True)
     expected = budget.kept_tokens(frames, 4, ratio)
-    assert out.num_tokens == expected == cfg.kept_tokens()
+    assert out.num_tokens == expected == cfg.kept_tokens()  # the batch's static slots
     assert torch.isfinite(out.features).all()
-    kept_per_clip = out.diagnostics["keep"].flatten(1).sum(1)
-    assert kept_per_clip.tolist() == [expected] * 3
+    own = budget.clip_kept_tokens([frames, frames - 1, frames], frames, 4, ratio)
+    assert out.diagnostics["keep"].flatten(1).sum(1).tolist() == own  # each clip's own budget
+    assert out.valid.sum(1).tolist() == own and (own[1] < expected or frames == 2)
 
 
 def test_scorer_keeps_the_first_frame_whole_and_prunes_padding_first():
@@ -89,9 +90,10 @@ def test_scorer_keeps_the_first_frame_whole_and_prunes_padding_first():
     del tower_cfg
     batch["frame_mask"][2, 2:] = False
     keep = _encode(tower, batch).diagnostics["keep"]
-    assert keep[:, 0].all()
-    # clip 2 has 2 padded frames (8 windows); 11 are pruned, so all 8 padded ones go first
-    assert not keep[2, 2:].any()
+    assert keep[:2, 0].all()  # 4 frames: 11 of 16 pruned, none of frame 0
+    # clip 2 has 2 real frames: its own budget keeps 8 − ⌊8·0.7⌋ = 3 windows, below frame 0's 4,
+    # so frame 0 is pruned last (protection is a priority) and nothing of frames 1..3 survives
+    assert keep[2, 0].sum() == 3 and not keep[2, 1:].any()
 
 
 def test_packed_attention_equals_each_frame_alone():

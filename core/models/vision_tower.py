@@ -21,10 +21,20 @@ from core import budget
 from core.config.experiment import ExperimentConfig
 from core.layers.packing import build_pack_plan
 from core.layers.windows import WindowGrid
+from core.models.clip_slots import (
+    BudgetGroup,
+    budget_groups,
+    gather_clips,
+    mean_by_clips,
+    mean_diagnostics,
+    scatter_clips,
+    slot_positions,
+    to_slots,
+)
 from core.models.connectors import build_connector
 from core.models.vision import build_encoder
 from core.models.visual_tokens import VisualTokens
-from core.pruning import ReductionInputs, Stage, build_reducer
+from core.pruning import ReductionInputs, Selection, Stage, build_reducer
 from core.pruning.post_vit import PostViTInputs
 from core.pruning.pre_vit import PreViTInputs
 
@@ -76,12 +86,17 @@ class VisionTower(nn.Module):
         n_keep = self.num_tokens(f)
         reducer = self.reducer if n_keep < f * self.windows.num_windows else None
         stage = None if reducer is None else reducer.stage
+        groups = [BudgetGroup(torch.arange(b, device=frame_mask.device), n_keep)]
+        if reducer is not None:  # each clip's own budget (see core.models.clip_slots)
+            groups = budget_groups(
+                frame_mask, self.windows.num_windows, self.ratio, self.prune_from_frame
+            )
         context = {"frame_mask": frame_mask, "n_keep": n_keep, "training": self.training,
                    "step": step, "sample_keys": sample_keys}  # fmt: skip
         sizes, aux, diagnostics = None, None, {}
         if stage is Stage.PRE_VIT:
             grouped, slots, kept_frame, kept_window, diagnostics = self._planned(
-                pixel_values, context
+                pixel_values, context, groups
             )
         elif stage is None or stage is Stage.POST_VIT:
             capture = stage is not None and reducer.needs_vit_attention
@@ -89,44 +104,81 @@ class VisionTower(nn.Module):
                 pixel_values.flatten(0, 1), capture
             )
         elif reducer.merges_in_vit:
-            grouped, slots, kept_frame, kept_window, sizes, diagnostics = self._merged(
-                pixel_values.flatten(0, 1), b, f, n_keep
+            grouped, slots, kept_frame, kept_window, sizes, diagnostics = self._merged_by_group(
+                pixel_values, frame_mask, groups
             )
         else:
             grouped, slots, kept_frame, kept_window, aux, diagnostics = self._pruned(
-                pixel_values.flatten(0, 1), n_keep, context, object_mask
+                pixel_values.flatten(0, 1), context, groups, object_mask
             )
-        features = self.connector(grouped, slots)
-        k = features.shape[0] // b
-        features = features.view(b, k, -1)
-        frame_index = (kept_frame % f).view(b, k)
-        window_index = kept_window.view(b, k)
-        valid = frame_mask.reshape(-1)[kept_frame].view(b, k)
+        features = self.connector(grouped, slots)  # (T, D): the kept tokens of every clip
         if stage is Stage.POST_VIT:
-            out = reducer.reduce(
-                PostViTInputs(
-                    features=features.view(b, f, self.windows.num_windows, -1),
-                    windows=self.windows,
-                    vit_q=None if qk is None else qk[0].unflatten(0, (b, f)),
-                    vit_k=None if qk is None else qk[1].unflatten(0, (b, f)),
-                    **context,
-                )
+            features, kept_frame, kept_window, sizes, diagnostics = self._post_vit(
+                features.view(b, f, self.windows.num_windows, -1), qk, context, groups
             )
-            features, frame_index, window_index = out.features, out.frame_index, out.window_index
-            valid, sizes = out.valid, out.sizes
-            diagnostics = {"scores": out.scores, "keep": out.keep, **out.diagnostics}
         if self.frame_embedding is not None:
-            features = features + self.frame_embedding[frame_index].to(features.dtype)
+            features = features + self.frame_embedding[kept_frame % f].to(features.dtype)
+        flat = slot_positions(kept_frame // f, b, n_keep)  # static K_F slots per clip
         return VisualTokens(
-            features=features,
-            valid=valid,
-            frame_index=frame_index,
-            window_index=window_index,
+            features=to_slots(features, flat, b, n_keep),
+            valid=to_slots(frame_mask.reshape(-1)[kept_frame], flat, b, n_keep, False),
+            frame_index=to_slots(kept_frame % f, flat, b, n_keep, f - 1),
+            window_index=to_slots(kept_window, flat, b, n_keep),
             num_frames=f,
             tokens_per_frame=self.windows.num_windows,
-            sizes=sizes,
+            sizes=None if sizes is None else to_slots(sizes, flat, b, n_keep, 1.0),
             aux_loss=aux,
             diagnostics=diagnostics,
+            real_frames=frame_mask.sum(1),
+        )
+
+    @staticmethod
+    def _group_context(context: dict, group: BudgetGroup) -> dict:
+        """The reducer's context for one budget group's clips."""
+        return {
+            **context,
+            "frame_mask": context["frame_mask"][group.index],
+            "n_keep": group.n_keep,
+            "sample_keys": gather_clips(context["sample_keys"], group.index),
+        }
+
+    def _post_vit(
+        self, features: torch.Tensor, qk: tuple | None, context: dict, groups: list[BudgetGroup]
+    ) -> tuple:
+        """Post-ViT: the reducer on each budget group's connector tokens (B, F, P′, D) → the
+        flat kept tokens of every clip, their global frame, window and size."""
+        f = features.shape[1]
+        outs = []
+        for group in groups:
+            outs.append(
+                self.reducer.reduce(
+                    PostViTInputs(
+                        features=features[group.index],
+                        windows=self.windows,
+                        vit_q=None
+                        if qk is None
+                        else qk[0].unflatten(0, features.shape[:2])[group.index],
+                        vit_k=None
+                        if qk is None
+                        else qk[1].unflatten(0, features.shape[:2])[group.index],
+                        **self._group_context(context, group),
+                    )
+                )
+            )
+        clip = torch.cat([g.index[:, None].expand_as(o.frame_index).reshape(-1)
+                          for g, o in zip(groups, outs, strict=True)])  # fmt: skip
+        b = features.shape[0]
+        diagnostics = {
+            "scores": scatter_clips([o.scores for o in outs], groups, b),
+            "keep": scatter_clips([o.keep for o in outs], groups, b),
+            **mean_diagnostics([o.diagnostics for o in outs], groups),
+        }
+        return (
+            torch.cat([o.features.flatten(0, 1) for o in outs]),
+            clip * f + torch.cat([o.frame_index.reshape(-1) for o in outs]),
+            torch.cat([o.window_index.reshape(-1) for o in outs]),
+            torch.cat([o.sizes.reshape(-1) for o in outs]),
+            diagnostics,
         )
 
     def _dense(self, pixels: torch.Tensor, capture: bool) -> tuple:
@@ -146,44 +198,59 @@ class VisionTower(nn.Module):
         kept_window = torch.arange(win.num_windows, device=x.device).repeat(m)
         return grouped, slots, kept_frame, kept_window, qk
 
-    def _planned(self, pixel_values: torch.Tensor, context: dict) -> tuple:
-        """Pre-ViT: encode only the planned frames, pool only their kept windows."""
+    def _planned(self, pixel_values: torch.Tensor, context: dict, groups: list) -> tuple:
+        """Pre-ViT: encode only the planned frames, pool only their kept windows (each budget
+        group planned at its own budget)."""
         win = self.windows
         b, f = context["frame_mask"].shape
-        plan = self.reducer.plan(PreViTInputs(windows=win, **context))
-        rows = torch.arange(b, device=pixel_values.device)[:, None]
-        encoded = pixel_values[rows, plan.frames].flatten(0, 1)
-        grouped, slots, frame, window, _ = self._dense(encoded, False)
-        keep = plan.keep.reshape(-1)
-        source = (rows * f + plan.frames).reshape(-1)  # clip-global frame of each encoded frame
-        kept_frame = source[frame[keep]]
-        full = torch.zeros(b, f, win.num_windows, dtype=torch.bool, device=keep.device)
-        full[rows, plan.frames] = plan.keep
-        return grouped[keep], slots[keep], kept_frame, window[keep], {"keep": full}
+        full = torch.zeros(b, f, win.num_windows, dtype=torch.bool, device=pixel_values.device)
+        sources, keeps = [], []
+        for group in groups:
+            plan = self.reducer.plan(
+                PreViTInputs(windows=win, **self._group_context(context, group))
+            )
+            rows = group.index[:, None]
+            sources.append((rows * f + plan.frames).reshape(-1))  # clip-global encoded frames
+            keeps.append(plan.keep.flatten(0, 1))
+            full[rows, plan.frames] = plan.keep
+        source, keep = torch.cat(sources), torch.cat(keeps).reshape(-1)
+        grouped, slots, frame, window, _ = self._dense(pixel_values.flatten(0, 1)[source], False)
+        return grouped[keep], slots[keep], source[frame[keep]], window[keep], {"keep": full}
 
     def _pruned(
-        self, pixels: torch.Tensor, n_keep: int, context: dict, object_mask: torch.Tensor | None
+        self,
+        pixels: torch.Tensor,
+        context: dict,
+        groups: list[BudgetGroup],
+        object_mask: torch.Tensor | None,
     ) -> tuple:
-        """In-ViT selection: blocks up to prune_at, the reducer, its soft blocks, then the
-        remaining blocks on packed survivors."""
+        """In-ViT selection: blocks up to prune_at, the reducer (per budget group), its soft
+        blocks, then the remaining blocks on packed survivors."""
         enc, win = self.encoder, self.windows
         b, f = context["frame_mask"].shape
         x = emb = enc.embed(pixels)
         for block in enc.blocks[: self.prune_at + 1]:
             x = block(x)
-        sel = self.reducer.select(
-            ReductionInputs(
-                hidden=x.unflatten(0, (b, f)),
-                embeddings=emb.unflatten(0, (b, f)),
-                frame_mask=context["frame_mask"],
-                windows=win,
-                n_prune=f * win.num_windows - n_keep,
-                training=context["training"],
-                step=context["step"],
-                sample_keys=context["sample_keys"],
-                object_mask=object_mask,
+        hidden, embeddings = x.unflatten(0, (b, f)), emb.unflatten(0, (b, f))
+        parts = []
+        for group in groups:
+            ctx = self._group_context(context, group)
+            parts.append(
+                self.reducer.select(
+                    ReductionInputs(
+                        hidden=hidden[group.index],
+                        embeddings=embeddings[group.index],
+                        frame_mask=ctx["frame_mask"],
+                        windows=win,
+                        n_prune=f * win.num_windows - group.n_keep,
+                        training=ctx["training"],
+                        step=ctx["step"],
+                        sample_keys=ctx["sample_keys"],
+                        object_mask=gather_clips(object_mask, group.index),
+                    )
+                )
             )
-        )
+        sel = parts[0] if len(parts) == 1 else merge_selections(parts, groups, b)
         start = self.prune_at + 1
         stop = start + self.reducer.hard_prune_delay
         bias = None if sel.key_bias is None else sel.key_bias.flatten(0, 1)
@@ -211,13 +278,37 @@ class VisionTower(nn.Module):
         }
         return grouped, slots, kept_frame, kept_window, sel.aux_loss, diagnostics
 
-    def _merged(self, pixels: torch.Tensor, b: int, f: int, n_keep: int) -> tuple:
-        """In-ViT merging: after each block from prune_at the reducer merges windows frame by frame
-        (the last merge may differ per frame); later blocks add log(size) to their keys' logits when
-        the reducer asks for proportional attention."""
+    def _merged_by_group(
+        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor, groups: list[BudgetGroup]
+    ) -> tuple:
+        """In-ViT merging, one ViT pass per budget group (its frames merge in lockstep): the flat
+        survivors of every clip with clip-global frames."""
+        f = frame_mask.shape[1]
+        parts, keep = [], None
+        for group in groups:
+            x, valid_slots, frame, window, size, part_keep = self._merged(
+                pixel_values[group.index].flatten(0, 1), frame_mask[group.index], group.n_keep
+            )
+            global_frame = group.index[frame // f] * f + frame % f
+            parts.append((x, valid_slots, global_frame, window, size))
+            if keep is None:
+                keep = part_keep.new_zeros(frame_mask.shape[0], *part_keep.shape[1:])
+            keep[group.index] = part_keep
+        x, valid_slots, kept_frame, window, size = (torch.cat(t) for t in zip(*parts, strict=True))
+        return x, valid_slots, kept_frame, window, size, {"keep": keep}
+
+    def _merged(self, pixels: torch.Tensor, frame_mask: torch.Tensor, n_keep: int) -> tuple:
+        """In-ViT merging of clips sharing a budget: after each block from prune_at the reducer
+        merges windows frame by frame (only the last merge differs per frame); later blocks add
+        log(size) to their keys' logits when the reducer asks for proportional attention. A clip
+        with padded frames spends its budget on its real frames; its padded frames' survivors are
+        dropped. → flat survivors (T, w², D), their slot validity, frame (within these clips),
+        window, size, and the keep map (b, F, P′)."""
         enc, win, tome = self.encoder, self.windows, self.reducer
+        b, f = frame_mask.shape
         p, slots = win.num_windows, win.slots
-        schedule = tome.schedule(f, p, n_keep, len(enc.blocks) - self.prune_at).to(pixels.device)
+        schedule = tome.clip_schedule(frame_mask, p, n_keep, len(enc.blocks) - self.prune_at)
+        schedule = schedule.to(pixels.device)
         x = win.gather(enc.embed(pixels))  # (M, P′, w², D)
         m, device = x.shape[0], x.device
         size = torch.ones(m, p, device=device)
@@ -234,15 +325,29 @@ class VisionTower(nn.Module):
             flat, _, k = block.forward_qk(flat, key_bias=bias)
             x = flat.view(m, -1, slots, flat.shape[-1])
             metric = k.mean(1).view(m, -1, slots, k.shape[-1]).mean(2)  # window mean of head mean
-            r = schedule[i - self.prune_at].repeat(b)  # (M,)
+            r = schedule[i - self.prune_at]  # (M,)
             x, size, rep, alive = tome.merge(x, size, rep, metric, r)
+        real = frame_mask.reshape(-1)
+        if bool(real.any()) and not bool(real.all()):  # padded frames' survivors: not the clip's
+            alive = alive & real[:, None]
         order = torch.argsort(torch.where(alive, rep, rep + p), dim=1)  # raster order, dead last
         x = x.gather(1, order[:, :, None, None].expand_as(x))
         rep, size, alive = rep.gather(1, order), size.gather(1, order), alive.gather(1, order)
-        x = enc.norm(x[alive])  # (K·B, w², D)
+        x = enc.norm(x[alive])  # (T, w², D)
         kept_frame = torch.arange(m, device=device)[:, None].expand_as(rep)[alive]
         keep = torch.zeros(m, p, dtype=torch.bool, device=device)
         keep.scatter_(1, rep, alive)
         valid_slots = win.patch_valid.to(device)[rep[alive]]
-        sizes = size[alive].view(b, -1)
-        return x, valid_slots, kept_frame, rep[alive], sizes, {"keep": keep.view(b, f, p)}
+        return x, valid_slots, kept_frame, rep[alive], size[alive], keep.view(b, f, p)
+
+
+def merge_selections(parts: list[Selection], groups: list[BudgetGroup], batch: int) -> Selection:
+    """Per-budget-group selections → one for the batch (the aux loss and scalar diagnostics
+    averaged over clips)."""
+    return Selection(
+        keep=scatter_clips([p.keep for p in parts], groups, batch),
+        key_bias=scatter_clips([p.key_bias for p in parts], groups, batch),
+        aux_loss=mean_by_clips([p.aux_loss for p in parts], groups),
+        scores=scatter_clips([p.scores for p in parts], groups, batch),
+        diagnostics=mean_diagnostics([p.diagnostics for p in parts], groups),
+    )

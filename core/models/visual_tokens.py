@@ -12,12 +12,14 @@ import torch
 class VisualTokens:
     """A batch of visual tokens after encoder → reducer (at its stage) → connector.
 
-    Every clip in a batch carries the same number K of tokens (static shapes per (ratio, frames)):
-    K = budget.kept_tokens(F, P′, ratio). Tokens are in frame order, windows in raster order within a
-    frame. `valid` is False for tokens of padded frames (short or undecodable clips): fusion archs
-    must mask them from attention, cross-attention K/V and MoMa routing. A merged token stands at
-    its representative's (frame, window) and `sizes` counts the connector windows it represents
-    (None: every token is one window).
+    Every clip in a batch carries the same number K of token slots (static shapes per (ratio,
+    frames)): K = budget.kept_tokens(F, P′, ratio), F the batch's padded frame count. A clip with
+    r real frames fills kept_tokens(r) of them with its tokens, in frame order and windows in
+    raster order within a frame; the remaining slots are filler at the end (`core.models.
+    clip_slots`). `valid` is False for filler and for tokens of padded frames (short or
+    undecodable clips): fusion archs must mask them from attention, cross-attention K/V and MoMa
+    routing. A merged token stands at its representative's (frame, window) and `sizes` counts the
+    connector windows it represents (None: every token is one window).
     """
 
     features: torch.Tensor  # (B, K, D_lm)
@@ -29,6 +31,7 @@ class VisualTokens:
     sizes: torch.Tensor | None = None  # (B, K) float: windows each token represents
     aux_loss: torch.Tensor | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    real_frames: torch.Tensor | None = None  # (B,) long: each clip's real frames (None: all F)
 
     def __post_init__(self) -> None:
         b, k = self.features.shape[:2]
@@ -38,6 +41,10 @@ class VisualTokens:
                 raise ValueError(
                     f"VisualTokens.{name} has shape {tuple(t.shape)}, expected {(b, k)}"
                 )
+        if self.real_frames is not None and tuple(self.real_frames.shape) != (b,):
+            raise ValueError(
+                f"VisualTokens.real_frames has shape {tuple(self.real_frames.shape)}, expected {(b,)}"
+            )
         if self.valid.dtype != torch.bool:
             raise ValueError("VisualTokens.valid must be a bool tensor")
 

@@ -96,6 +96,7 @@ class VideoVLM(nn.Module):
         out = self.fusion(visual, input_ids, text_mask, query=query)
         if out.visual_kept is not None:  # which visual tokens survived the in-LLM drops
             visual.diagnostics["llm_kept"] = out.visual_kept
+            visual.diagnostics["llm_kept_valid"] = out.visual_kept_valid
         lm_loss = next_token_loss(out.logits, batch["labels"]) if "labels" in batch else None
         aux = out.logits.new_zeros(())
         for extra in (visual.aux_loss, out.aux_loss):

@@ -18,7 +18,10 @@ much of the LLM really ran on fewer tokens. One-frame inputs (images) are never 
 The probing query is the last prompt token (`probe_query`): the position whose next-token label is
 the first answer token, i.e. the last token a prefill sees at inference. Teacher-forced training
 and evaluation therefore rank with the same query as generation would, never with an answer
-token. Padded frames' tokens are ranked below every real token, so they go first.
+token. Padded frames' tokens are ranked below every real token, so they go first. A clip with r
+real frames keeps its own plan's counts (`plan(r)`, the budget kept_tokens(r)) valid at each drop:
+the batch keeps the batch plan's shapes, and a short clip's least attended survivors beyond its
+own count become masked filler (`within_clip_budget`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,18 @@ def rank_visual(row: torch.Tensor, valid: torch.Tensor, keep: int) -> torch.Tens
     return order[:, :keep].sort(dim=1).values
 
 
+def within_clip_budget(
+    row: torch.Tensor, valid: torch.Tensor, sel: torch.Tensor, limit: torch.Tensor
+) -> torch.Tensor:
+    """(B, keep) bool: which of the selected tokens `sel` (from `rank_visual` on row, valid) are
+    among their clip's `limit` (B,) most attended, in rank_visual's order (ties: the earlier)."""
+    score = torch.where(valid, row.float(), torch.full_like(row, -1.0, dtype=torch.float32))
+    picked = score.gather(1, sel)
+    order = torch.argsort(picked, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(sel.shape[1]).expand_as(order))
+    return rank < limit.to(sel.device)[:, None]
+
+
 class InLLMReducer(TokenReducer):
     """Base class of the in-LLM reducers: a subclass declares where it drops (`drop_layers`) and
     how many it keeps at each drop (`keep_counts`); ranking and carrying are shared.
@@ -156,6 +171,20 @@ class InLLMReducer(TokenReducer):
     def plan(self, frames: int) -> DropPlan:
         """The plan for a batch of clips of `frames` frames (static per batch)."""
         return self.make_plan(self.cfg, self.n_layers, self.per_frame, frames)
+
+    def clip_limits(self, real_frames: torch.Tensor, frames: int) -> dict[int, torch.Tensor]:
+        """{drop layer: (B,) valid tokens each clip keeps after it}: each clip's own plan for its
+        real frames (a clip without one counts all `frames`), within the batch's plan; {} when
+        every clip has all `frames` (the batch plan is everyone's)."""
+        real = [int(r) or frames for r in real_frames.tolist()]
+        if all(r == frames for r in real):
+            return {}
+        batch = self.plan(frames)
+        per_clip = {r: self.plan(r).visual_per_layer(self.n_layers) for r in set(real)}
+        return {
+            step.layer: torch.tensor([min(step.keep, per_clip[r][step.layer]) for r in real])
+            for step in batch.steps
+        }
 
     def rank(self, row: torch.Tensor, valid: torch.Tensor, keep: int) -> torch.Tensor:
         """(B, keep) kept visual indices from the probe's attention row on the visual tokens."""

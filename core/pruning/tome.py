@@ -15,10 +15,11 @@ Changes, each forced by this stack:
 - the merge sits after a block's MLP (using that block's keys) instead of between its attention and
   MLP, so every block runs at one token count and the analytic FLOPs are what runs (ToMe also saves
   that one MLP); merges follow blocks `prune_at`..last;
-- the budget K is per clip: frames keep ⌊K/F⌋ or ⌈K/F⌉ windows (earlier frames the larger), the
+- the budget K is per clip: its r real frames keep ⌊K/r⌋ or ⌈K/r⌉ windows (earlier frames the larger), the
   difference made in the last merge; a frame keeps at least one window;
-- a padded frame merges like a real one (its share cannot move to other frames without breaking the
-  dense per-frame batch); its tokens are masked downstream;
+- a clip's budget comes from its real frames (`core.models.clip_slots`): clips sharing a budget
+  merge in lockstep (one ViT pass per budget in the batch); a padded frame merges along with the
+  real frames keeping ⌈K/r⌉ and its survivors are dropped before the connector;
 - the surviving windows of a frame are put back in raster order of their representatives (ToMe's B
   token) before the connector.
 """
@@ -107,11 +108,14 @@ class ToMe(TokenReducer):
 
     @classmethod
     def check_experiment(cls, cfg: ExperimentConfig) -> None:
-        frames, kept = cfg.data.max_frames, cfg.kept_tokens()
-        if frames < 2 or kept >= frames * cfg.tokens_per_frame:
-            return
+        """Every clip length up to data.max_frames must have a schedule (a clip's budget comes
+        from its real frames)."""
+        per_frame = cfg.tokens_per_frame
         try:
-            merge_schedule(cfg.tokens_per_frame, frames, kept, cls.points(cfg))
+            for frames in range(2, cfg.data.max_frames + 1):
+                kept = cfg.kept_tokens(frames)
+                if kept < frames * per_frame:
+                    merge_schedule(per_frame, frames, kept, cls.points(cfg))
         except ValueError as exc:
             fail(
                 "pruning.ratio",
@@ -156,11 +160,28 @@ class ToMe(TokenReducer):
 
     def schedule(self, frames: int, per_frame: int, kept: int, points: int) -> torch.Tensor:
         """(points, frames) windows each frame position merges at each point."""
-        base = merge_schedule(per_frame, frames, kept, points)
-        targets = frame_targets(frames, kept)
-        out = torch.tensor(base)[:, None].repeat(1, frames)
-        out[-1] += torch.tensor([targets[0] - t for t in targets])
-        return out
+        return self.clip_schedule(torch.ones(1, frames, dtype=torch.bool), per_frame, kept, points)
+
+    @staticmethod
+    def clip_schedule(
+        frame_mask: torch.Tensor, per_frame: int, kept: int, points: int
+    ) -> torch.Tensor:
+        """(points, B·F) windows each frame merges at each point, for clips that share the budget
+        K = `kept` and their number r of real frames (a clip without one counts all F): the
+        schedule of K over r frames for every frame, the real frames keeping K spread evenly over
+        them (earlier ones the remainder), the difference made in the last merge; padded frames
+        follow the frames keeping ⌈K/r⌉ (their survivors are dropped)."""
+        b, f = frame_mask.shape
+        out = torch.empty(points, b, f, dtype=torch.long)
+        for clip, real in enumerate(frame_mask.tolist()):
+            positions = [i for i, is_real in enumerate(real) if is_real] or list(range(f))
+            targets = frame_targets(len(positions), kept)
+            out[:, clip] = torch.tensor(merge_schedule(per_frame, len(positions), kept, points))[
+                :, None
+            ]
+            for i, t in zip(positions, targets, strict=True):
+                out[-1, clip, i] += targets[0] - t
+        return out.view(points, b * f)
 
     def match(self, metric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """metric (M, n, E) → for each A token (even positions): the cosine to its most similar B

@@ -25,7 +25,7 @@ from core.budget import residual_visual_tokens
 from core.extensions import Display, Extension, TokenFlow
 from core.models.attention import AttentionProbe, Rope, RotaryEmbedding, causal_with_key_padding
 from core.models.language_model import DecoderBlock, DecoderLM
-from core.pruning.in_llm import DropPlan, InLLMReducer, probe_query
+from core.pruning.in_llm import DropPlan, InLLMReducer, probe_query, within_clip_budget
 
 if TYPE_CHECKING:
     from core.config.experiment import ExperimentConfig
@@ -40,12 +40,14 @@ MODALITIES = ("visual", "text")  # the token groups of archs with per-modality p
 @dataclass
 class FusionOutput:
     """Text logits (B, T, V), an optional scalar auxiliary loss, float diagnostics, and after
-    in-LLM drops the original indices (B, K′) of the visual tokens the last layer still saw."""
+    in-LLM drops the original indices (B, K′) of the visual tokens the last layer still saw with
+    their validity (a short clip's own budget leaves filler among them)."""
 
     logits: torch.Tensor
     aux_loss: torch.Tensor | None = None
     stats: dict[str, float] = field(default_factory=dict)
     visual_kept: torch.Tensor | None = None
+    visual_kept_valid: torch.Tensor | None = None
 
 
 class FusionModel(Extension, nn.Module):
@@ -239,6 +241,14 @@ class DropRun:
         b = visual.valid.shape[0]
         self.index = torch.arange(self.tokens, device=visual.valid.device).expand(b, -1)
         self.valid = visual.valid
+        self.limits = {}  # layer → (B,) valid survivors of each clip's own plan
+        if self.drop is not None and visual.real_frames is not None:
+            self.limits = {
+                model.probe_layer(fusion, n_layers, layer): counts
+                for layer, counts in self.drop.clip_limits(
+                    visual.real_frames, visual.num_frames
+                ).items()
+            }
         self.device = visual.features.device  # the hidden states' (a mask may live elsewhere)
         self.renumbered = False  # positions renumbered 0..S′−1 after a drop (keeps_positions off)
 
@@ -266,9 +276,13 @@ class DropRun:
             return None
         if probe is None or probe.row is None:
             raise RuntimeError(f"layer {layer} ranks a drop but its probe recorded no row")
-        sel = self.drop.rank(probe.row[:, : self.n_visual], self.valid, step.keep)
+        row = probe.row[:, : self.n_visual]
+        sel = self.drop.rank(row, self.valid, step.keep)
+        valid = self.valid.gather(1, sel)
+        if layer in self.limits:  # a short clip keeps only its own plan's count valid
+            valid = valid & within_clip_budget(row, self.valid, sel, self.limits[layer])
         self.index = self.index.gather(1, sel)
-        self.valid = self.valid.gather(1, sel)
+        self.valid = valid
         self.renumbered = self.renumbered or not self.drop.keeps_positions
         return sel
 
@@ -286,9 +300,12 @@ class DropRun:
     def mask(self) -> torch.Tensor | None:
         return prefix_attention_mask(self.valid, self.text_len)
 
-    def kept(self) -> torch.Tensor | None:
-        """The survivors' original visual indices (B, K′) once something was dropped."""
-        return self.index if self.dropped else None
+    def kept(self) -> dict[str, torch.Tensor | None]:
+        """FusionOutput's `visual_kept` (the survivors' original visual indices (B, K′)) and
+        `visual_kept_valid`, once something was dropped."""
+        if not self.dropped:
+            return {"visual_kept": None, "visual_kept_valid": None}
+        return {"visual_kept": self.index, "visual_kept_valid": self.valid}
 
 
 def take(x: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:

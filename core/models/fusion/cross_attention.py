@@ -180,7 +180,7 @@ class CrossAttentionFusion(FusionModel):
                 if sel is not None:
                     feats = take(feats, sel)
                     key_mask, has_key = _key_mask(run.valid)
-        return FusionOutput(logits=self.lm.lm_head(self.lm.norm(h)), visual_kept=run.kept())
+        return FusionOutput(logits=self.lm.lm_head(self.lm.norm(h)), **run.kept())
 
 
 def _key_mask(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,4 +64,4 @@ class JointDecoder(FusionModel):
                 h = take_prefix(h, sel, n_visual)
                 rope, mask = run.rope(self.lm.rotary), run.mask()
         logits = self.lm.lm_head(self.lm.norm(h[:, run.n_visual :]))
-        return FusionOutput(logits=logits, visual_kept=run.kept())
+        return FusionOutput(logits=logits, **run.kept())

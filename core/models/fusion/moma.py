@@ -286,7 +286,7 @@ class MoMa(FusionModel):
         aux = [r["aux_loss"] for r in records if "aux_loss" in r]
         aux_loss = torch.stack(aux).mean() if aux else None
         stats = _routing_stats(records)
-        return FusionOutput(logits, aux_loss, stats, visual_kept=run.kept())
+        return FusionOutput(logits, aux_loss, stats, **run.kept())
 
 
 def _routing_stats(records: list[dict]) -> dict[str, float]:

@@ -123,7 +123,7 @@ class MixtureOfTransformers(FusionModel):
                 streams["visual"] = take(streams["visual"], sel)
                 rope, mask = self._rope(run), run.mask()
         logits = self.lm_head(self.norm["text"](streams["text"]))
-        return FusionOutput(logits=logits, visual_kept=run.kept())
+        return FusionOutput(logits=logits, **run.kept())
 
     def _rope(self, run: DropRun) -> dict[str, Rope]:
         visual, text = split_rope(run.rope(self.rotary), run.n_visual)

@@ -1,0 +1,111 @@
+"""Per-clip budgets in a batch of static shape.
+
+Every clip of a batch padded to F frames carries K_F = kept_tokens(F) visual-token slots, so the
+LLM side keeps one shape per (F, ratio) whatever the clips' lengths. A clip with r real frames is
+reduced to its own budget kept_tokens(r) (`core.budget.clip_kept_tokens`): the reducer runs once
+per group of clips that share a budget (clips are independent, so a clip's tokens are the same in
+any batch), and the clip's tokens fill the first slots, in (frame, window) order; the remaining
+slots are filler, masked like padded frames' tokens (`valid` False, zero features, size 1). Where a
+stage can skip the filler's work it does: the packed in-ViT blocks and the connector never see it.
+The analytic FLOPs and the sequence-budget check count K_F (the padded maximum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core import budget
+
+
+@dataclass(frozen=True)
+class BudgetGroup:
+    """Clips of a batch (`index`, ascending) with the same number of real frames (a clip without
+    one counts as full), so the same budget `n_keep`."""
+
+    index: torch.Tensor  # (b,) long
+    n_keep: int
+
+
+def budget_groups(
+    frame_mask: torch.Tensor, per_frame: int, ratio: float, prune_from_frame: int = 0
+) -> list[BudgetGroup]:
+    """The batch's clips grouped by their number of real frames, the longest first."""
+    frames = frame_mask.shape[1]
+    real = [r or frames for r in frame_mask.sum(1).tolist()]
+    kept = budget.clip_kept_tokens(real, frames, per_frame, ratio, prune_from_frame)
+    groups = []
+    for length in sorted(set(real), reverse=True):
+        index = [i for i, r in enumerate(real) if r == length]
+        groups.append(BudgetGroup(torch.tensor(index, device=frame_mask.device), kept[index[0]]))
+    return groups
+
+
+def is_uniform(groups: list[BudgetGroup], n_keep: int) -> bool:
+    """Every clip keeps `n_keep`: the batch needs no filler."""
+    return len(groups) == 1 and groups[0].n_keep == n_keep
+
+
+def slot_positions(clip: torch.Tensor, batch: int, slots: int) -> torch.Tensor:
+    """clip (T,) long, the clip of each token (any order; a clip's tokens keep their order) →
+    (T,) flat index into (batch·slots): the clip's tokens fill its first slots."""
+    order = torch.argsort(clip, stable=True)
+    counts = torch.bincount(clip, minlength=batch)
+    if clip.numel() and int(counts.max()) > slots:
+        raise RuntimeError(f"a clip kept {int(counts.max())} tokens, its batch has {slots} slots")
+    start = torch.cumsum(counts, 0) - counts
+    sorted_clip = clip[order]
+    rank = torch.arange(clip.numel(), device=clip.device) - start[sorted_clip]
+    flat = torch.empty_like(clip)
+    flat[order] = sorted_clip * slots + rank
+    return flat
+
+
+def to_slots(
+    values: torch.Tensor, flat: torch.Tensor, batch: int, slots: int, fill: float | bool = 0
+) -> torch.Tensor:
+    """values (T, ...) at `slot_positions` → (batch, slots, ...), `fill` in the unused slots."""
+    out = values.new_full((batch * slots, *values.shape[1:]), fill)
+    out[flat] = values
+    return out.view(batch, slots, *values.shape[1:])
+
+
+def gather_clips(x: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """The rows of a (B, ...) tensor for a group's clips (None stays None)."""
+    return None if x is None else x[index]
+
+
+def scatter_clips(
+    parts: list[torch.Tensor | None], groups: list[BudgetGroup], batch: int
+) -> torch.Tensor | None:
+    """Per-group (b_g, ...) tensors of the same trailing shape → (B, ...) in batch order; None
+    when any part is None."""
+    if any(p is None for p in parts):
+        return None
+    out = parts[0].new_empty((batch, *parts[0].shape[1:]))
+    for part, group in zip(parts, groups, strict=True):
+        out[group.index] = part
+    return out
+
+
+def mean_by_clips(values: list[torch.Tensor | None], groups: list[BudgetGroup]):
+    """Per-group batch means (scalar tensors, or None) → the mean over all clips (None if none)."""
+    pairs = [(v, g.index.numel()) for v, g in zip(values, groups, strict=True) if v is not None]
+    if not pairs:
+        return None
+    return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+
+
+def mean_diagnostics(parts: list[dict], groups: list[BudgetGroup]) -> dict:
+    """Per-group scalar diagnostics → their means over all clips; a non-scalar value keeps the
+    largest group's (ties: the first)."""
+    sizes = [g.index.numel() for g in groups]
+    out: dict = {}
+    for key in dict.fromkeys(k for part in parts for k in part):
+        have = [(part[key], n) for part, n in zip(parts, sizes, strict=True) if key in part]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v, _ in have):
+            out[key] = sum(v * n for v, n in have) / sum(n for _, n in have)
+        else:
+            out[key] = max(have, key=lambda pair: pair[1])[0]
+    return out
