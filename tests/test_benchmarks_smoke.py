@@ -37,6 +37,7 @@ REPORT_MARKER = {
     "decode_bench.py": "Machine:",
     "plan_bench.py": "| **total** |",
     "learnability.py": "| cell | accuracy | chance |",
+    "clip_budget.py": "| tome | in_vit | 64 | 160 | 256 |",
 }
 
 
