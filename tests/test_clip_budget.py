@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core import budget
-from core.models.clip_slots import budget_groups, slot_positions, to_slots
+from core.models.clip_slots import budget_groups, merge_diagnostics, slot_positions, to_slots
 from core.models.vision_tower import VisionTower
 from core.models.vlm import VideoVLM
 from core.pruning import Stage
@@ -218,3 +218,18 @@ def test_in_llm_a_short_clip_keeps_its_most_attended_tokens(method):
     own = alone.visual.diagnostics["llm_kept"][0][alone.visual.diagnostics["llm_kept_valid"][0]]
     assert pick.numel() == 4 and torch.equal(pick, own) and (pick < 8).all()
     assert torch.allclose(both.logits[1], alone.logits[0], atol=1e-5)
+
+
+def test_group_diagnostics_merge_into_the_batchs_or_refuse():
+    mask = _batch(_config("random"))["frame_mask"]
+    groups = budget_groups(mask, 4, 0.5)  # clips [0, 3], [2], [1]
+    parts = [
+        {"share": 0.5, "per_clip": torch.tensor([1.0, 4.0])},
+        {"share": 1.0, "per_clip": torch.tensor([3.0])},
+        {"share": 0.0, "per_clip": torch.tensor([2.0])},
+    ]
+    merged = merge_diagnostics(parts, groups, 4)
+    assert merged["share"] == pytest.approx((0.5 * 2 + 1.0) / 4)  # a mean over the four clips
+    assert merged["per_clip"].tolist() == [1.0, 2.0, 3.0, 4.0]  # back in batch order
+    with pytest.raises(TypeError, match="'pooled'"):
+        merge_diagnostics([{"pooled": torch.ones(7)}, {}, {}], groups, 4)

@@ -97,15 +97,24 @@ def mean_by_clips(values: list[torch.Tensor | None], groups: list[BudgetGroup]):
     return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
 
 
-def mean_diagnostics(parts: list[dict], groups: list[BudgetGroup]) -> dict:
-    """Per-group scalar diagnostics → their means over all clips; a non-scalar value keeps the
-    largest group's (ties: the first)."""
+def merge_diagnostics(parts: list[dict], groups: list[BudgetGroup], batch: int) -> dict:
+    """Per-group reducer diagnostics → the batch's: scalars averaged over clips, per-clip tensors
+    (leading dimension the group's clips) put back in batch order; anything else is an error (it
+    would describe only some clips)."""
     sizes = [g.index.numel() for g in groups]
     out: dict = {}
     for key in dict.fromkeys(k for part in parts for k in part):
         have = [(part[key], n) for part, n in zip(parts, sizes, strict=True) if key in part]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v, _ in have):
+        values = [v for v, _ in have]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             out[key] = sum(v * n for v, n in have) / sum(n for _, n in have)
+        elif len(have) == len(parts) and all(
+            isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n for v, n in have
+        ):
+            out[key] = scatter_clips(values, groups, batch)
         else:
-            out[key] = max(have, key=lambda pair: pair[1])[0]
+            raise TypeError(
+                f"reducer diagnostic {key!r} is neither a number nor a per-clip tensor in every "
+                "budget group, so it cannot describe a batch of mixed clip lengths"
+            )
     return out

@@ -26,7 +26,7 @@ from core.models.clip_slots import (
     budget_groups,
     gather_clips,
     mean_by_clips,
-    mean_diagnostics,
+    merge_diagnostics,
     scatter_clips,
     slot_positions,
     to_slots,
@@ -171,7 +171,7 @@ class VisionTower(nn.Module):
         diagnostics = {
             "scores": scatter_clips([o.scores for o in outs], groups, b),
             "keep": scatter_clips([o.keep for o in outs], groups, b),
-            **mean_diagnostics([o.diagnostics for o in outs], groups),
+            **merge_diagnostics([o.diagnostics for o in outs], groups, b),
         }
         return (
             torch.cat([o.features.flatten(0, 1) for o in outs]),
@@ -349,5 +349,5 @@ def merge_selections(parts: list[Selection], groups: list[BudgetGroup], batch: i
         key_bias=scatter_clips([p.key_bias for p in parts], groups, batch),
         aux_loss=mean_by_clips([p.aux_loss for p in parts], groups),
         scores=scatter_clips([p.scores for p in parts], groups, batch),
-        diagnostics=mean_diagnostics([p.diagnostics for p in parts], groups),
+        diagnostics=merge_diagnostics([p.diagnostics for p in parts], groups, batch),
     )
