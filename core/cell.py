@@ -54,7 +54,7 @@ from core.training.checkpoint import (
     restore_rng_state,
     resume_points,
 )
-from core.training.distributed import DistInfo, init_distributed
+from core.training.distributed import DistInfo, init_distributed, leave_process_group
 from core.training.evaluate import chance_level, evaluate
 from core.training.fsdp import (
     apply_activation_checkpointing,
@@ -689,7 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one experiment cell directory.")
     parser.add_argument("cell_dir")
     args = parser.parse_args(argv)
-    result = run_cell(args.cell_dir)
+    try:
+        result = run_cell(args.cell_dir)
+    finally:
+        leave_process_group()
     acc = result.get("metrics", {}).get("accuracy")
     print(f"{args.cell_dir}: done, accuracy={acc}")
     return 0

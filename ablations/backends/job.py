@@ -202,11 +202,16 @@ class TorchrunCellJob(submitit.helpers.Checkpointable):
         self.port = int(port)
         self.lease_s = float(lease_s)
 
+    def command(self, env: submitit.JobEnvironment) -> list[str]:
+        """The torchrun command of this node of job `env` (the same on every node)."""
+        endpoint = f"{env.hostnames[0]}:{self.port}"
+        return torchrun_argv(
+            self.cell_dir, env.num_nodes, self.gpus_per_node, endpoint, str(env.job_id)
+        )
+
     def __call__(self) -> dict[str, Any]:
         env = submitit.JobEnvironment()
-        job = str(env.job_id)
-        endpoint = f"{env.hostnames[0]}:{self.port}"
-        argv = torchrun_argv(self.cell_dir, env.num_nodes, self.gpus_per_node, endpoint, job)
+        job, argv = str(env.job_id), self.command(env)
         requeue = signal.Signals[f"SIG{submitit.JobEnvironment.USR_SIG}"]
         export_repo_path()  # torchrun's workers import core from the repo
         if env.global_rank == 0:
