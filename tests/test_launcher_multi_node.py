@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,11 +27,20 @@ from core.results import claim_holders, claim_path
 from tests.cell_fixtures import cell_config, free_port, make_cell, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-NODE_TASK = (
-    "import json, sys\n"
-    "from ablations.backends.job import TorchrunCellJob\n"
-    "print('RESULT', json.dumps(TorchrunCellJob(sys.argv[1], 1, int(sys.argv[2]), 20.0)()))\n"
-)
+# A node task as submitit runs it; with REQUEUE_MARK set, a SIGUSR2 handler stands in for
+# submitit's (node 0: checkpoint, requeue, then SystemExit(-1)).
+NODE_TASK = """
+import json, os, signal, sys
+from ablations.backends.job import TorchrunCellJob
+
+def requeue(signum, frame):
+    open(os.environ["REQUEUE_MARK"], "w").write(signal.Signals(signum).name)
+    sys.exit(-1)
+
+if os.environ.get("REQUEUE_MARK"):
+    signal.signal(signal.SIGUSR2, requeue)
+print("RESULT", json.dumps(TorchrunCellJob(sys.argv[1], 1, int(sys.argv[2]), 20.0)()))
+"""
 
 
 # ---- submission ------------------------------------------------------------------------------
@@ -187,12 +197,12 @@ def node_env(node: int, job_id: str) -> dict[str, str]:
     return env
 
 
-def start_nodes(cell_dir: Path, job_id: str) -> list[subprocess.Popen[str]]:
+def start_nodes(cell_dir: Path, job_id: str, **env: str) -> list[subprocess.Popen[str]]:
     port = str(free_port())
     return [
         subprocess.Popen(
             [sys.executable, "-c", NODE_TASK, str(cell_dir), port],
-            env=node_env(node, job_id),
+            env={**node_env(node, job_id), **env},
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -254,20 +264,60 @@ def test_two_node_tasks_run_one_cell_through_torchrun(tmp_path: Path) -> None:
     assert read_json(cell_dir / "status.json")["attempts"] == 1
 
 
+def wait_for_training(cell_dir: Path, nodes: list[subprocess.Popen[str]], step: int) -> None:
+    """Until metrics.jsonl has logged training step `step` (both nodes still running)."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in nodes)
+        rows = (
+            read_jsonl(cell_dir / "metrics.jsonl") if (cell_dir / "metrics.jsonl").is_file() else []
+        )
+        if any(r["phase"] == "train" and r["step"] >= step for r in rows):
+            return
+        time.sleep(0.2)
+
+
+def torchrun_of(node_task: int) -> list[int]:
+    return [
+        pid
+        for pid in torchrun.descendants(node_task)
+        if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_the_requeue_signal_stops_torchrun_and_a_requeued_job_resumes(tmp_path: Path) -> None:
+    """SIGUSR2 to every process of node 0 (as SLURM signals a job step): the task stops its
+    torchrun tree (which ignores the signal), hands the signal to submitit's handler (here a
+    stand-in that records it and exits) and leaves the cell interrupted with its claim released;
+    the requeued job's node tasks resume from the checkpoint and finish."""
+    cell_dir, mark = tiny_cell(tmp_path, steps=60), tmp_path / "requeued"
+    nodes = start_nodes(cell_dir, "6161", REQUEUE_MARK=str(mark))
+    wait_for_training(cell_dir, nodes, step=3)
+    tree = [nodes[0].pid, *torchrun.descendants(nodes[0].pid)]
+    assert len(tree) >= 3  # the task, torchrun, its worker
+    for pid in tree:
+        os.kill(pid, signal.SIGUSR2)
+    (code0, out0), _ = finish(nodes, timeout_s=60)
+    assert code0 != 0 and mark.read_text() == "SIGUSR2", out0  # submitit's handler ran
+    status = read_json(cell_dir / "status.json")
+    assert status["state"] == "interrupted" and "SystemExit(-1)" in status["error"], status
+    assert claim_holders(cell_dir) == [] and processes_on(cell_dir) == []
+    assert not (cell_dir / "result.json").exists()
+    (code0, out0), (code1, out1) = finish(start_nodes(cell_dir, "6161"))
+    assert (code0, code1) == (0, 0), out0 + out1
+    first, last = map(int, re.search(r"trained steps (\d+)-(\d+)", out0).groups())
+    assert first > 1 and last == 60  # resumed from a checkpoint, not from step 1
+    assert read_json(cell_dir / "result.json")["hardware"]["world_size"] == 2
+    assert read_json(cell_dir / "status.json")["attempts"] == 2
+
+
 def test_a_killed_torchrun_fails_the_cell_with_its_exit_and_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
     cell_dir = tiny_cell(tmp_path, steps=400)
     nodes = start_nodes(cell_dir, "5151")
-    deadline = time.monotonic() + 90
-    while not (cell_dir / "metrics.jsonl").is_file():  # training is under way on both nodes
-        assert time.monotonic() < deadline and all(p.poll() is None for p in nodes)
-        time.sleep(0.2)
-    runs = [
-        pid
-        for pid in torchrun.descendants(nodes[0].pid)
-        if b"torch.distributed.run" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    wait_for_training(cell_dir, nodes, step=1)
+    runs = torchrun_of(nodes[0].pid)
     assert len(runs) == 1
     os.kill(runs[0], signal.SIGKILL)
     (code0, out0), (code1, _) = finish(nodes, timeout_s=60)
