@@ -262,12 +262,6 @@ class Child:
                 self.proc.wait()
         self.finish()
 
-    def kill(self) -> None:
-        """Now, from any thread (a lost claim): torchrun and its tree."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        kill_tree()
-
     def finish(self) -> None:
         kill_tree()
         self._reader.join(timeout=5)
