@@ -22,6 +22,7 @@ from typing import Any
 from ablations import hydra_conf
 from ablations.backends import BACKENDS, LaunchSettings, choose_backend
 from ablations.backends.base import Stage
+from ablations.backends.torchrun import dry_run_note
 from ablations.cells import CellSpec, Composer
 from ablations.checks import PrecheckError, precheck
 from ablations.claims import Claims, held_by
@@ -181,6 +182,8 @@ def launch(cfg: Any, spec: GridSpec, cli: CommandLine, grid_dir: Path, stale_s: 
         print(render(plan, cost_estimate([pc.cell for pc in plan.to_run()])))
         if cfg.get("estimate", True):
             print(dry_run_line([pc.cell for pc in plan.to_run()]), flush=True)
+        if note := dry_run_note(spec.resources, backend, run.cell_fn):
+            print(note)
         try:  # what a real launch would refuse, shown without refusing
             precheck([pc.cell for pc in plan.to_run()], backend, bool(cfg.get("precheck", True)))
         except PrecheckError as exc:

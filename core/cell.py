@@ -54,7 +54,7 @@ from core.training.checkpoint import (
     restore_rng_state,
     resume_points,
 )
-from core.training.distributed import DistInfo, init_distributed
+from core.training.distributed import DistInfo, init_distributed, leave_process_group
 from core.training.evaluate import chance_level, evaluate
 from core.training.fsdp import (
     apply_activation_checkpointing,
@@ -285,7 +285,7 @@ class CellRun:
             "one validation clip (dropped ones dimmed)",
         )
         timing["wall_s"] = time.perf_counter() - started
-        result = self.result(metrics, efficiency, timing, device, status)
+        result = self.result(metrics, efficiency, timing, device, status, dist.world_size)
         logger.summary({**metrics, **efficiency})
         write_result(self.dir, result)
         if status:
@@ -649,6 +649,7 @@ class CellRun:
         timing: dict[str, float],
         device: torch.device,
         status: CellStatus | None,
+        world_size: int = 1,
     ) -> dict[str, Any]:
         return {
             "cell_id": self.cell_id,
@@ -658,7 +659,7 @@ class CellRun:
             "config": self.cfg.flat(),
             "metrics": metrics,
             "efficiency": efficiency,
-            "hardware": hardware_info(device),
+            "hardware": {**hardware_info(device), "world_size": world_size},  # ranks trained
             "environment": software_versions(),
             "data": data_identity(self.cfg.data),
             "timing": timing,
@@ -688,7 +689,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one experiment cell directory.")
     parser.add_argument("cell_dir")
     args = parser.parse_args(argv)
-    result = run_cell(args.cell_dir)
+    try:
+        result = run_cell(args.cell_dir)
+    finally:
+        leave_process_group()
     acc = result.get("metrics", {}).get("accuracy")
     print(f"{args.cell_dir}: done, accuracy={acc}")
     return 0

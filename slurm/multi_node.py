@@ -1,14 +1,14 @@
 """One cell on several SLURM nodes through torchrun: render the sbatch script (print it or submit it).
 
-The launcher's `backend=slurm` runs one task per GPU through submitit. This is the multi-node
-(`nodes > 1`) path for one big cell (e.g. `scale=paper` with `train.parallel=fsdp`): one task per
-node, each running `python -m torch.distributed.run` (torchrun) with `--nproc-per-node` = GPUs per
-node and a c10d rendezvous hosted on the job's first node; torchrun exports RANK / WORLD_SIZE /
-LOCAL_RANK / MASTER_* for `core.cell`, which trains (or resumes from its checkpoint after a requeue)
-the frozen cell directory the launcher wrote. Limits, partition, account and setup lines come from a
-cluster profile (`slurm/profiles/<name>.yaml`, as for the launcher).
+The launcher runs a grid whose `resources.nodes > 1` this way itself (backend=slurm, through
+submitit: ablations.backends.torchrun). This script does the same for one cell dir by hand: one
+task per node, each running `python -m torch.distributed.run` (torchrun) with `--nproc-per-node` =
+GPUs per node and a c10d rendezvous hosted on the job's first node, the command `torchrun_argv`
+builds for the launcher too; torchrun exports RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* for
+`core.cell`, which trains (or resumes from its checkpoint after a requeue) the frozen cell
+directory. Limits, partition, account and setup lines come from a cluster profile
+(`slurm/profiles/<name>.yaml`, as for the launcher).
 
-    python ablations/launch.py grid=prune_sweep scale=paper dry_run=true   # writes the cell dirs
     python slurm/multi_node.py results/prune_sweep/<cell_id> --nodes 2 --profile <site>  # print
     python slurm/multi_node.py results/prune_sweep/<cell_id> --nodes 2 --profile <site> | sbatch
 """
@@ -25,10 +25,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ablations.backends.torchrun import (  # noqa: E402
+    DEFAULT_PORT,
+    check_port,
+    shell_line,
+    torchrun_argv,
+)
 from ablations.profiles import ProfileError, load_profile  # noqa: E402
 from core.results import CONFIG_FILE  # noqa: E402
-
-DEFAULT_PORT = 29500
 
 
 def render_sbatch(
@@ -50,8 +54,8 @@ def render_sbatch(
         )
     if not (cell_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(
-            f"cell_dir={cell_dir}: no {CONFIG_FILE}. Fix: give a cell directory the launcher wrote "
-            "(python ablations/launch.py grid=... dry_run=true writes them)."
+            f"cell_dir={cell_dir}: no {CONFIG_FILE}. Fix: give a cell directory a launch wrote "
+            "(results/<grid>/<cell_id>/ with its frozen config.yaml)."
         )
     if any(c.isspace() or ord(c) < 32 for c in str(cell_dir)):  # #SBATCH lines are not quoted
         raise ValueError(
@@ -65,13 +69,11 @@ def render_sbatch(
             f"gpus_per_node={gpus}: need 1 to the profile's gpus_per_node={cap}. Fix: pass "
             "--gpus-per-node within it, or use a profile for bigger nodes."
         )
-    if not 1024 <= port <= 65535:
-        raise ValueError(f"port={port}: outside 1024–65535. Fix: e.g. --port {DEFAULT_PORT}.")
+    port = check_port(port, "port")
     limit = profile.get("timeout_min")
     minutes = timeout_min or limit or 60  # the launcher's default
     if limit:
         minutes = min(minutes, int(limit))
-    cell = shlex.quote(str(cell_dir))
     sbatch = {
         "job-name": f"vidprune-{cell_dir.name}",
         "nodes": nodes,
@@ -101,10 +103,11 @@ def render_sbatch(
         'head_node="${hosts[0]}"',
         f'export PYTHONPATH={shlex.quote(str(REPO))}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         "srun --ntasks-per-node=1 --kill-on-bad-exit=1 "
-        f"{python} -m torch.distributed.run "
-        f'--nnodes="$SLURM_NNODES" --nproc-per-node={gpus} '
-        f'--rdzv-backend=c10d --rdzv-endpoint="$head_node:{port}" --rdzv-id="$SLURM_JOB_ID" '
-        f"-m core.cell {cell}",
+        + shell_line(
+            torchrun_argv(
+                cell_dir, "$SLURM_NNODES", gpus, f"$head_node:{port}", "$SLURM_JOB_ID", python
+            )
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = load_profile(args.profile)
         script = render_sbatch(
             args.cell_dir, profile, args.nodes, args.gpus_per_node, args.port, args.timeout_min,
-            shlex.quote(args.python),
+            args.python,
         )  # fmt: skip
     except (ProfileError, ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))

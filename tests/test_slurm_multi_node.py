@@ -11,9 +11,12 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import submitit
 
+from ablations.backends.job import TorchrunCellJob
 from ablations.profiles import load_profile, validate_profile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,11 +57,9 @@ def test_the_example_profile_renders_one_torchrun_task_per_node(tmp_path) -> Non
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
-@pytest.mark.parametrize("nodes", [2, 20000])
-def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path, nodes) -> None:
-    """bash runs the script with `scontrol` and `srun` stand-ins: srun receives one torchrun per
-    node, rendezvous at the first host of the allocation, after the profile's setup ran. A host
-    list longer than a pipe's buffer is read whole (no SIGPIPE under `set -o pipefail`)."""
+def run_body(tmp_path: Path, script: str, nodes: int, job_id: str = "4242") -> dict[str, Any]:
+    """Run the script under bash with stand-ins: `scontrol show hostnames` lists gpu-017, gpu-018,
+    ...; `srun` records its argv, whether the setup ran and PYTHONPATH."""
     bin_dir, log = tmp_path / "bin", tmp_path / "srun.json"
     bin_dir.mkdir()
     shims = {
@@ -70,21 +71,29 @@ def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path, n
     for name, body in shims.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(stat.S_IRWXU)
-    profile = validate_profile(
-        {"partition": "p", "account": None, "max_num_timeout": 3, "signal_delay_s": 60,
-         "gpus_per_node": 4, "setup": ["export SETUP_RAN=yes"],
-         "additional_parameters": {"gres_flags": "enforce-binding"}},
-        "test profile",
-    )  # fmt: skip
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": str(nodes),
+           "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": "gpu-[017-018]"}  # fmt: skip
+    proc = subprocess.run(["bash"], input=script, text=True, env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(log.read_text())
+
+
+PROFILE = {"partition": "p", "account": None, "max_num_timeout": 3, "signal_delay_s": 60,
+           "gpus_per_node": 4, "setup": ["export SETUP_RAN=yes"],
+           "additional_parameters": {"gres_flags": "enforce-binding"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("nodes", [2, 20000])
+def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path, nodes) -> None:
+    """bash runs the script with `scontrol` and `srun` stand-ins: srun receives one torchrun per
+    node, rendezvous at the first host of the allocation, after the profile's setup ran. A host
+    list longer than a pipe's buffer is read whole (no SIGPIPE under `set -o pipefail`)."""
+    profile = validate_profile(PROFILE, "test profile")
     cell_dir = cell(tmp_path)
     script = MULTI.render_sbatch(cell_dir, profile, nodes=nodes, port=29611, timeout_min=90)
     d = directives(script)
     assert d["time"] == "90" and d["gres-flags"] == "enforce-binding" and "account" not in d
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NNODES": str(nodes),
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-[017-018]"}  # fmt: skip
-    proc = subprocess.run(["bash"], input=script, text=True, env=env, capture_output=True)
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(log.read_text())
+    seen = run_body(tmp_path, script, nodes)
     assert seen["setup"] == "yes" and seen["path"].split(":")[0] == str(REPO)
     argv = seen["argv"]
     assert argv[:5] == ["--ntasks-per-node=1", "--kill-on-bad-exit=1", "python", "-m",
@@ -100,6 +109,26 @@ def test_the_script_body_starts_torchrun_with_c10d_on_the_first_node(tmp_path, n
     )
     assert args.module and args.training_script == "core.cell"
     assert args.training_script_args == [str(cell_dir.resolve())]
+
+
+def test_the_script_and_the_launcher_run_the_same_torchrun_command(tmp_path, monkeypatch) -> None:
+    """What srun starts on each node of the sbatch script is word for word what a launcher's
+    node task (TorchrunCellJob) starts in the same allocation."""
+    cell_dir = cell(tmp_path).resolve()
+    profile = validate_profile(PROFILE, "test profile")
+    script = MULTI.render_sbatch(cell_dir, profile, nodes=2, port=29611, python=sys.executable)
+    from_script = run_body(tmp_path, script, nodes=2, job_id="4242")["argv"][2:]
+    for key, value in {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_JOB_NODELIST": "gpu-[017-018]",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    job = TorchrunCellJob(str(cell_dir), gpus_per_node=4, port=29611)
+    assert from_script == job.command(submitit.JobEnvironment())
+    assert "--nnodes=2" in from_script and "--rdzv-endpoint=gpu-017:29611" in from_script
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 from ablations.backends.base import LaunchSettings, Stage, Submit
 from ablations.backends.grid_progress import GridProgress
 from ablations.backends.job import run_held
+from ablations.backends.torchrun import check_resources
 from ablations.claims import Claims, held_by
 from ablations.grid import GridSpec
 from ablations.state import mark_failed, mark_waiting, recorded_error
@@ -20,7 +21,9 @@ from core.results import is_done, record_jobs
 
 
 def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
-    """Inline needs no settings; the job id `inline-<pid>` names this launcher process."""
+    """Inline needs no settings (a multi-node grid is refused); the job id `inline-<pid>` names
+    this launcher process."""
+    check_resources(spec.resources, "inline")
 
     def submit(stages: list[Stage], grid_dir: Path, claims: Claims) -> bool:
         every = [d for stage in stages for d in stage.cells]

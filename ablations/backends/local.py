@@ -28,6 +28,7 @@ from submitit.core.utils import FailedJobError
 
 from ablations.backends.base import LaunchSettings, Stage, Submit
 from ablations.backends.job import CellJob, export_repo_path
+from ablations.backends.torchrun import check_resources
 from ablations.claims import Claims, held_by
 from ablations.grid import GridSpec
 from ablations.state import mark_failed, mark_interrupted, mark_waiting, recorded_error
@@ -60,8 +61,10 @@ class LocalLimits:
 
 
 def limits(settings: LaunchSettings, spec: GridSpec) -> LocalLimits:
-    """The grid's resources, with `backend.timeout_min` winning, and the `backend.*` caps."""
+    """The grid's resources, with `backend.timeout_min` winning, and the `backend.*` caps (one
+    node: a multi-node grid is refused)."""
     res, backend = spec.resources, settings.backend
+    check_resources(res, "local")
     gpus = int(res.get("gpus") or 0)
     params = {
         "timeout_min": float(backend.get("timeout_min") or res["timeout_min"]),

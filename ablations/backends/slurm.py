@@ -9,23 +9,27 @@ jobs.json; with `wait=true` it then blocks until none of the cells is queued or 
 The launcher's cell claims are released once the job ids are recorded (a queued cell is then held
 by its job: pending and listed by squeue); each job's rank 0 claims its cell when it starts, and
 steps aside when another live worker has it.
+
+`resources.nodes == 1`: one task per GPU (`CellJob`, torch.distributed from submitit's
+environment). `nodes > 1`: one task per node, each running torchrun over the node's GPUs
+(`TorchrunCellJob`, ablations.backends.torchrun), rendezvous port `backend.rdzv_port`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ablations.backends.base import LaunchSettings, Stage, Submit
-from ablations.backends.job import CellJob, export_repo_path
+from ablations.backends.job import CellJob, TorchrunCellJob, export_repo_path
+from ablations.backends.torchrun import DEFAULT_PORT, check_port, check_resources, nodes_of
 from ablations.claims import Claims
 from ablations.grid import GridSpec
 from ablations.jobs import live_jobs, sinfo_answers
 from ablations.profiles import ProfileError, load_profile
 from ablations.status import grid_states
-from core.lease import LEASE_S
 from core.results import JOBS_FILE, SUBMITIT_DIR, State, is_done, read_jobs, record_jobs
 
 
@@ -33,7 +37,9 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
     """Load the profile, build the parameters and check that a controller answers, now."""
     backend = settings.backend
     profile = load_profile(str(backend.get("profile") or ""))
+    check_resources(spec.resources, "slurm", settings.cell_fn)
     params = slurm_parameters(profile, spec.resources, f"vidprune-{spec.name}")
+    make_job = cell_jobs(settings, spec.resources)
     if not sinfo_answers(float(backend.get("probe_timeout_s") or 5)):
         raise ValueError(
             "backend=slurm: `sinfo` does not answer (no SLURM controller reachable). Fix: run on a "
@@ -48,9 +54,7 @@ def prepare(settings: LaunchSettings, spec: GridSpec) -> Submit:
                 for after, cells in group_by_dependency(stage, grid_dir, submitted).items():
                     extra = {"dependency": f"afterok:{after}"} if after else {}
                     folder = grid_dir / SUBMITIT_DIR
-                    jobs = submit_slurm(
-                        cells, settings.cell_fn, folder, profile, params, extra, settings.lease_s
-                    )
+                    jobs = submit_slurm(cells, make_job, folder, profile, params, extra)
                     record_jobs(grid_dir, "slurm", jobs, settings.lease_s)
                     submitted.update(jobs)
         finally:
@@ -106,15 +110,17 @@ def wait_for(grid_dir: Path, cell_ids: list[str], poll_s: float, stale_s: float)
 def slurm_parameters(
     profile: Mapping[str, Any], resources: Mapping[str, Any], job_name: str
 ) -> dict[str, Any]:
-    """`update_parameters` kwargs (generic + slurm_*) for one grid on one cluster."""
-    gpus = int(resources.get("gpus") or 0)
+    """`update_parameters` kwargs (generic + slurm_*) for one grid on one cluster: one task per
+    GPU, or for `nodes > 1` one task per node (torchrun starts the per-GPU processes)."""
+    check_resources(resources, "slurm")
+    gpus, nodes = int(resources.get("gpus") or 0), nodes_of(resources)
     cap = profile.get("gpus_per_node")
     if cap is not None and gpus > int(cap):
         raise ProfileError(
             f"grid resources.gpus={gpus} exceeds the profile's gpus_per_node={cap}. Fix: lower "
             "grid.resources.gpus or use a profile for bigger nodes."
         )
-    tasks = int(resources.get("tasks") or max(gpus, 1))
+    tasks = 1 if nodes > 1 else int(resources.get("tasks") or max(gpus, 1))
     cpus_per_task = int(resources.get("cpus") or 1)
     mem_gb = float(resources.get("mem_gb") or 4)
     if gpus and profile.get("cpus_per_gpu"):
@@ -130,7 +136,7 @@ def slurm_parameters(
     params: dict[str, Any] = {
         "name": job_name,
         "timeout_min": timeout,
-        "nodes": int(resources.get("nodes") or 1),
+        "nodes": nodes,
         "tasks_per_node": tasks,
         "gpus_per_node": gpus,
         "cpus_per_task": cpus_per_task,
@@ -166,18 +172,27 @@ def slurm_executor(
     return executor
 
 
+def cell_jobs(settings: LaunchSettings, resources: Mapping[str, Any]) -> Callable[[Path], Any]:
+    """The submitted callable of a cell dir: a `CellJob`, or for `nodes > 1` a `TorchrunCellJob`
+    (rendezvous port `backend.rdzv_port`, checked now)."""
+    if nodes_of(resources) <= 1:
+        return lambda cell_dir: CellJob(settings.cell_fn, str(cell_dir), "", settings.lease_s)
+    port = check_port(settings.backend.get("rdzv_port", DEFAULT_PORT))
+    gpus = int(resources.get("gpus") or 0)
+    return lambda cell_dir: TorchrunCellJob(str(cell_dir), gpus, port, settings.lease_s)
+
+
 def submit_slurm(
     cell_dirs: Sequence[Path],
-    cell_fn: str,
+    make_job: Callable[[Path], Any],
     folder: Path,
     profile: Mapping[str, Any],
     params: Mapping[str, Any],
     additional: Mapping[str, Any] | None = None,
-    lease_s: float = LEASE_S,
     max_array_size: int = 1000,
 ) -> dict[str, str]:
-    """Submit one array per chunk of `max_array_size` cells, with extra sbatch options
-    `additional` (e.g. a dependency); {cell dir name: job id}."""
+    """Submit one array per chunk of `max_array_size` cells (`make_job(cell_dir)` each), with
+    extra sbatch options `additional` (e.g. a dependency); {cell dir name: job id}."""
     export_repo_path()
     if additional:
         extra = {**params.get("slurm_additional_parameters", {}), **additional}
@@ -186,7 +201,7 @@ def submit_slurm(
     submitted: dict[str, str] = {}
     for start in range(0, len(cell_dirs), max_array_size):
         chunk = list(cell_dirs[start : start + max_array_size])
-        jobs = executor.submit_array([CellJob(cell_fn, str(d), "", lease_s) for d in chunk])
+        jobs = executor.submit_array([make_job(d) for d in chunk])
         for cell_dir, job in zip(chunk, jobs, strict=True):
             submitted[cell_dir.name] = str(job.job_id)
     return submitted

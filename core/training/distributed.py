@@ -76,6 +76,15 @@ def init_distributed(
     return DistInfo(rank, world, local_rank, backend)
 
 
+def leave_process_group() -> None:
+    """Destroy this process's process group, if any (local: waits for no other rank).
+
+    A rank that exits with its group alive may abort or hang in the group's teardown at
+    interpreter exit; under torchrun ranks > 0 finish first (rank 0 alone evaluates)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def mean_over_ranks(values: list[float]) -> list[float]:
     """Element-wise mean of `values` over every rank of the process group (identity without one).
 
