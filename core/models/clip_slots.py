@@ -101,6 +101,8 @@ def merge_diagnostics(parts: list[dict], groups: list[BudgetGroup], batch: int) 
     """Per-group reducer diagnostics → the batch's: scalars averaged over clips, per-clip tensors
     (leading dimension the group's clips) put back in batch order; anything else is an error (it
     would describe only some clips)."""
+    if len(parts) == 1:  # one group is the whole batch
+        return dict(parts[0])
     sizes = [g.index.numel() for g in groups]
     out: dict = {}
     for key in dict.fromkeys(k for part in parts for k in part):
