@@ -233,3 +233,38 @@ def test_group_diagnostics_merge_into_the_batchs_or_refuse():
     assert merged["per_clip"].tolist() == [1.0, 2.0, 3.0, 4.0]  # back in batch order
     with pytest.raises(TypeError, match="'pooled'"):
         merge_diagnostics([{"pooled": torch.ones(7)}, {}, {}], groups, 4)
+
+
+def test_the_scorers_aux_loss_is_the_mean_over_all_its_terms_whatever_the_grouping():
+    """A one-frame clip has no frame pair: the batch's aux loss must be the full clip's, not
+    halved by averaging the groups per clip."""
+    torch.manual_seed(0)
+    cfg = _config("scorer")
+    tower = VisionTower(cfg).train()
+    batch = _batch(cfg, [4, 1])
+    mixed = _encode(tower, batch).aux_loss
+    alone = _encode(tower, {k: v[:1] for k, v in batch.items()}).aux_loss
+    assert torch.allclose(mixed, alone, atol=1e-6) and mixed > 0
+
+
+def test_tome_makes_one_vit_pass_and_an_undecodable_clip_is_kept_as_alone():
+    """One pass per forward (a sharded ViT all-gathers each block once per call, on every
+    rank); a clip with no real frame keeps its padded budget whatever its batch."""
+    torch.manual_seed(0)
+    cfg = _config("tome")
+    tower = VisionTower(cfg).eval()
+    calls = []
+    tower.encoder.blocks[0].register_forward_hook(lambda *a: calls.append(1))
+    batch = _batch(cfg)  # four clip lengths
+    out = _encode(tower, batch)
+    assert len(calls) == 1
+    alone = _encode(tower, {k: v[3:4] for k, v in batch.items()})
+    assert out.diagnostics["keep"][3].sum() == alone.diagnostics["keep"][0].sum() == 8
+
+
+def test_uniform_batches_need_no_slot_mapping_and_run_on_the_meta_device():
+    cfg = _config("none")
+    tower = VisionTower(cfg).to("meta")
+    b = _batch(cfg, [4, 4])
+    out = tower(b["pixel_values"].to("meta"), b["frame_mask"].to("meta"))
+    assert out.features.shape == (2, 16, cfg.lm.dim) and out.features.device.type == "meta"

@@ -89,21 +89,40 @@ def scatter_clips(
     return out
 
 
-def mean_by_clips(values: list[torch.Tensor | None], groups: list[BudgetGroup]):
-    """Per-group batch means (scalar tensors, or None) → the mean over all clips (None if none)."""
-    pairs = [(v, g.index.numel()) for v, g in zip(values, groups, strict=True) if v is not None]
-    if not pairs:
+def mean_by_clips(
+    values: list[torch.Tensor | None],
+    groups: list[BudgetGroup],
+    terms: list[torch.Tensor | float | None] | None = None,
+):
+    """Per-group means (scalar tensors, or None) → the batch's mean (None if none): weighted by
+    how many terms each group's mean averages when every group says (`terms`), else by clips."""
+    have = [i for i, v in enumerate(values) if v is not None]
+    if not have:
         return None
-    return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+    if terms is not None and all(terms[i] is not None for i in have):
+        weights = [terms[i] for i in have]
+    else:
+        weights = [float(groups[i].index.numel()) for i in have]
+    total = sum(weights)
+    if not bool(total > 0):  # no group had a term: their means are all 0
+        return values[have[0]]
+    return sum(values[i] * (w / total) for i, w in zip(have, weights, strict=True))
 
 
-def merge_diagnostics(parts: list[dict], groups: list[BudgetGroup], batch: int) -> dict:
-    """Per-group reducer diagnostics → the batch's: scalars averaged over clips, per-clip tensors
-    (leading dimension the group's clips) put back in batch order; anything else is an error (it
-    would describe only some clips)."""
+def merge_diagnostics(
+    parts: list[dict],
+    groups: list[BudgetGroup],
+    batch: int,
+    frame_mask: torch.Tensor | None = None,
+) -> dict:
+    """Per-group reducer diagnostics → the batch's: scalars averaged over the groups' real frames
+    (over clips without `frame_mask`), per-clip tensors (leading dimension the group's clips) put
+    back in batch order; anything else is an error (it would describe only some clips)."""
     if len(parts) == 1:  # one group is the whole batch
         return dict(parts[0])
     sizes = [g.index.numel() for g in groups]
+    if frame_mask is not None:
+        sizes = [max(1, int(frame_mask[g.index].sum())) for g in groups]
     out: dict = {}
     for key in dict.fromkeys(k for part in parts for k in part):
         have = [(part[key], n) for part, n in zip(parts, sizes, strict=True) if key in part]

@@ -25,6 +25,7 @@ from core.models.clip_slots import (
     BudgetGroup,
     budget_groups,
     gather_clips,
+    is_uniform,
     mean_by_clips,
     merge_diagnostics,
     scatter_clips,
@@ -104,8 +105,8 @@ class VisionTower(nn.Module):
                 pixel_values.flatten(0, 1), capture
             )
         elif reducer.merges_in_vit:
-            grouped, slots, kept_frame, kept_window, sizes, diagnostics = self._merged_by_group(
-                pixel_values, frame_mask, groups
+            grouped, slots, kept_frame, kept_window, sizes, diagnostics = self._merged(
+                pixel_values.flatten(0, 1), frame_mask, groups
             )
         else:
             grouped, slots, kept_frame, kept_window, aux, diagnostics = self._pruned(
@@ -118,15 +119,19 @@ class VisionTower(nn.Module):
             )
         if self.frame_embedding is not None:
             features = features + self.frame_embedding[kept_frame % f].to(features.dtype)
-        flat = slot_positions(kept_frame // f, b, n_keep)  # static K_F slots per clip
+        if is_uniform(groups, n_keep) and features.shape[0] == b * n_keep:
+            slots = lambda x, fill=0: x.view(b, n_keep, *x.shape[1:])  # noqa: E731 (clip-major)
+        else:  # static K_F slots per clip, filler after each clip's own tokens
+            flat = slot_positions(kept_frame // f, b, n_keep)
+            slots = lambda x, fill=0: to_slots(x, flat, b, n_keep, fill)  # noqa: E731
         return VisualTokens(
-            features=to_slots(features, flat, b, n_keep),
-            valid=to_slots(frame_mask.reshape(-1)[kept_frame], flat, b, n_keep, False),
-            frame_index=to_slots(kept_frame % f, flat, b, n_keep, f - 1),
-            window_index=to_slots(kept_window, flat, b, n_keep),
+            features=slots(features),
+            valid=slots(frame_mask.reshape(-1)[kept_frame], False),
+            frame_index=slots(kept_frame % f, f - 1),
+            window_index=slots(kept_window),
             num_frames=f,
             tokens_per_frame=self.windows.num_windows,
-            sizes=None if sizes is None else to_slots(sizes, flat, b, n_keep, 1.0),
+            sizes=None if sizes is None else slots(sizes, 1.0),
             aux_loss=aux,
             diagnostics=diagnostics,
             real_frames=frame_mask.sum(1),
@@ -135,11 +140,12 @@ class VisionTower(nn.Module):
     @staticmethod
     def _group_context(context: dict, group: BudgetGroup) -> dict:
         """The reducer's context for one budget group's clips."""
-        return {
+        keys = context["sample_keys"]
+        return {  # without sample keys a clip is keyed by its index in the batch
             **context,
             "frame_mask": context["frame_mask"][group.index],
             "n_keep": group.n_keep,
-            "sample_keys": gather_clips(context["sample_keys"], group.index),
+            "sample_keys": group.index if keys is None else keys[group.index],
         }
 
     def _post_vit(
@@ -171,7 +177,9 @@ class VisionTower(nn.Module):
         diagnostics = {
             "scores": scatter_clips([o.scores for o in outs], groups, b),
             "keep": scatter_clips([o.keep for o in outs], groups, b),
-            **merge_diagnostics([o.diagnostics for o in outs], groups, b),
+            **merge_diagnostics(
+                [o.diagnostics for o in outs], groups, b, frame_mask=context["frame_mask"]
+            ),
         }
         return (
             torch.cat([o.features.flatten(0, 1) for o in outs]),
@@ -250,7 +258,11 @@ class VisionTower(nn.Module):
                     )
                 )
             )
-        sel = parts[0] if len(parts) == 1 else merge_selections(parts, groups, b)
+        sel = (
+            parts[0]
+            if len(parts) == 1
+            else merge_selections(parts, groups, b, context["frame_mask"])
+        )
         start = self.prune_at + 1
         stop = start + self.reducer.hard_prune_delay
         bias = None if sel.key_bias is None else sel.key_bias.flatten(0, 1)
@@ -278,37 +290,24 @@ class VisionTower(nn.Module):
         }
         return grouped, slots, kept_frame, kept_window, sel.aux_loss, diagnostics
 
-    def _merged_by_group(
-        self, pixel_values: torch.Tensor, frame_mask: torch.Tensor, groups: list[BudgetGroup]
-    ) -> tuple:
-        """In-ViT merging, one ViT pass per budget group (its frames merge in lockstep): the flat
-        survivors of every clip with clip-global frames."""
-        f = frame_mask.shape[1]
-        parts, keep = [], None
-        for group in groups:
-            x, valid_slots, frame, window, size, part_keep = self._merged(
-                pixel_values[group.index].flatten(0, 1), frame_mask[group.index], group.n_keep
-            )
-            global_frame = group.index[frame // f] * f + frame % f
-            parts.append((x, valid_slots, global_frame, window, size))
-            if keep is None:
-                keep = part_keep.new_zeros(frame_mask.shape[0], *part_keep.shape[1:])
-            keep[group.index] = part_keep
-        x, valid_slots, kept_frame, window, size = (torch.cat(t) for t in zip(*parts, strict=True))
-        return x, valid_slots, kept_frame, window, size, {"keep": keep}
-
-    def _merged(self, pixels: torch.Tensor, frame_mask: torch.Tensor, n_keep: int) -> tuple:
-        """In-ViT merging of clips sharing a budget: after each block from prune_at the reducer
-        merges windows frame by frame (only the last merge differs per frame); later blocks add
-        log(size) to their keys' logits when the reducer asks for proportional attention. A clip
-        with padded frames spends its budget on its real frames; its padded frames' survivors are
-        dropped. → flat survivors (T, w², D), their slot validity, frame (within these clips),
-        window, size, and the keep map (b, F, P′)."""
+    def _merged(self, pixels: torch.Tensor, frame_mask: torch.Tensor, groups: list) -> tuple:
+        """In-ViT merging in one ViT pass (so every rank of a sharded model runs each block once
+        per forward): after each block from prune_at the reducer merges windows frame by frame,
+        every frame by the batch's schedule and each clip's own budget made in the last merge
+        (`ToMe.clip_schedule`); later blocks add log(size) to their keys' logits when the reducer
+        asks for proportional attention. A clip's padded frames' survivors are dropped. → flat
+        survivors (T, w², D), their slot validity, clip-global frame, window, size, and the keep
+        map {"keep": (B, F, P′)}."""
         enc, win, tome = self.encoder, self.windows, self.reducer
         b, f = frame_mask.shape
         p, slots = win.num_windows, win.slots
-        schedule = tome.clip_schedule(frame_mask, p, n_keep, len(enc.blocks) - self.prune_at)
-        schedule = schedule.to(pixels.device)
+        kept = [0] * b
+        for group in groups:
+            for clip in group.index.tolist():
+                kept[clip] = group.n_keep
+        schedule = tome.clip_schedule(
+            frame_mask, p, kept, self.num_tokens(f), len(enc.blocks) - self.prune_at
+        ).to(pixels.device)
         x = win.gather(enc.embed(pixels))  # (M, P′, w², D)
         m, device = x.shape[0], x.device
         size = torch.ones(m, p, device=device)
@@ -327,9 +326,10 @@ class VisionTower(nn.Module):
             metric = k.mean(1).view(m, -1, slots, k.shape[-1]).mean(2)  # window mean of head mean
             r = schedule[i - self.prune_at]  # (M,)
             x, size, rep, alive = tome.merge(x, size, rep, metric, r)
-        real = frame_mask.reshape(-1)
-        if bool(real.any()) and not bool(real.all()):  # padded frames' survivors: not the clip's
-            alive = alive & real[:, None]
+        # padded frames' survivors are not the clip's (a clip without a real frame keeps all,
+        # masked downstream, as its padded budget says)
+        real = (frame_mask | ~frame_mask.any(1, keepdim=True)).reshape(-1)
+        alive = alive & real[:, None]
         order = torch.argsort(torch.where(alive, rep, rep + p), dim=1)  # raster order, dead last
         x = x.gather(1, order[:, :, None, None].expand_as(x))
         rep, size, alive = rep.gather(1, order), size.gather(1, order), alive.gather(1, order)
@@ -338,16 +338,21 @@ class VisionTower(nn.Module):
         keep = torch.zeros(m, p, dtype=torch.bool, device=device)
         keep.scatter_(1, rep, alive)
         valid_slots = win.patch_valid.to(device)[rep[alive]]
-        return x, valid_slots, kept_frame, rep[alive], size[alive], keep.view(b, f, p)
+        return x, valid_slots, kept_frame, rep[alive], size[alive], {"keep": keep.view(b, f, p)}
 
 
-def merge_selections(parts: list[Selection], groups: list[BudgetGroup], batch: int) -> Selection:
-    """Per-budget-group selections → one for the batch (the aux loss and scalar diagnostics
-    averaged over clips)."""
+def merge_selections(
+    parts: list[Selection], groups: list[BudgetGroup], batch: int, frame_mask: torch.Tensor
+) -> Selection:
+    """Per-budget-group selections → one for the batch: the aux loss as the mean over all its
+    terms (`Selection.aux_terms`), scalar diagnostics over the real frames."""
     return Selection(
         keep=scatter_clips([p.keep for p in parts], groups, batch),
         key_bias=scatter_clips([p.key_bias for p in parts], groups, batch),
-        aux_loss=mean_by_clips([p.aux_loss for p in parts], groups),
+        aux_loss=mean_by_clips([p.aux_loss for p in parts], groups, [p.aux_terms for p in parts]),
+        aux_terms=None
+        if any(p.aux_terms is None for p in parts)
+        else sum(p.aux_terms for p in parts),
         scores=scatter_clips([p.scores for p in parts], groups, batch),
-        diagnostics=merge_diagnostics([p.diagnostics for p in parts], groups, batch),
+        diagnostics=merge_diagnostics([p.diagnostics for p in parts], groups, batch, frame_mask),
     )

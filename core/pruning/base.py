@@ -56,6 +56,7 @@ class Selection:
     keep: torch.Tensor  # (B, F, W) bool, exactly F·W − n_prune True per clip
     key_bias: torch.Tensor | None = None  # (B, F, N) additive key bias for the delayed blocks
     aux_loss: torch.Tensor | None = None
+    aux_terms: torch.Tensor | float | None = None  # terms aux_loss averages (combines groups)
     scores: torch.Tensor | None = None  # (B, F, W) method scores (diagnostics)
     diagnostics: dict[str, Any] = field(default_factory=dict)
 

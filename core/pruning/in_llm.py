@@ -104,7 +104,8 @@ def within_clip_budget(
     score = torch.where(valid, row.float(), torch.full_like(row, -1.0, dtype=torch.float32))
     picked = score.gather(1, sel)
     order = torch.argsort(picked, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(sel.shape[1]).expand_as(order))
+    ranks = torch.arange(sel.shape[1], device=sel.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, ranks)
     return rank < limit.to(sel.device)[:, None]
 
 

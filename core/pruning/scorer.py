@@ -203,10 +203,15 @@ class STTSScorer(TokenReducer):
         aux = (
             self.aux_loss(logits, inputs) if inputs.training and self.options.aux_coef > 0 else None
         )
+        terms = None
+        if aux is not None:  # the (frame t ≥ 1 with a real t − 1) × window terms aux_loss averages
+            fm = inputs.frame_mask
+            terms = (fm[:, 1:] & fm[:, :-1]).sum() * w  # a tensor: no host sync
         return Selection(
             keep=prune_lowest(priority, inputs.n_prune, tie_keys(inputs, self.cfg.seed)),
             key_bias=self.key_bias(scores, inputs),
             aux_loss=aux,
+            aux_terms=terms,
             scores=scores.detach(),
             diagnostics=score_health(scores.detach(), inputs.frame_mask),
         )

@@ -17,9 +17,11 @@ Changes, each forced by this stack:
   that one MLP); merges follow blocks `prune_at`..last;
 - the budget K is per clip: its r real frames keep ⌊K/r⌋ or ⌈K/r⌉ windows (earlier frames the larger), the
   difference made in the last merge; a frame keeps at least one window;
-- a clip's budget comes from its real frames (`core.models.clip_slots`): clips sharing a budget
-  merge in lockstep (one ViT pass per budget in the batch); a padded frame merges along with the
-  real frames keeping ⌈K/r⌉ and its survivors are dropped before the connector;
+- a clip's budget comes from its real frames (`core.models.clip_slots`): every frame merges by
+  the batch's schedule (one ViT pass) and each clip's own budget is made in the last merge, over
+  its real frames; a frame cannot keep more than the schedule leaves it before that merge, so a
+  one-frame clip in a video batch keeps fewer than its budget; padded frames' survivors are
+  dropped before the connector;
 - the surviving windows of a frame are put back in raster order of their representatives (ToMe's B
   token) before the connector.
 """
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 import torch.nn.functional as F
 
+from core import budget
 from core.config._build import fail
 from core.extensions import Display, TokenFlow
 from core.pruning.base import TokenReducer, clip_flow
@@ -108,14 +111,19 @@ class ToMe(TokenReducer):
 
     @classmethod
     def check_experiment(cls, cfg: ExperimentConfig) -> None:
-        """Every clip length up to data.max_frames must have a schedule (a clip's budget comes
-        from its real frames)."""
-        per_frame = cfg.tokens_per_frame
+        """The batch's schedule must exist at data.max_frames, and every shorter clip's own
+        budget must be reachable in its last merge."""
+        frames, per_frame, kept = cfg.data.max_frames, cfg.tokens_per_frame, cfg.kept_tokens()
+        if frames < 2 or kept >= frames * per_frame:
+            return
+        p = cfg.pruning
         try:
-            for frames in range(2, cfg.data.max_frames + 1):
-                kept = cfg.kept_tokens(frames)
-                if kept < frames * per_frame:
-                    merge_schedule(per_frame, frames, kept, cls.points(cfg))
+            for real in range(1, frames + 1):
+                mask = torch.arange(frames)[None] < real
+                own = budget.clip_kept_tokens(
+                    [real], frames, per_frame, p.ratio, p.prune_from_frame
+                )
+                cls.clip_schedule(mask, per_frame, own, kept, cls.points(cfg))
         except ValueError as exc:
             fail(
                 "pruning.ratio",
@@ -160,27 +168,35 @@ class ToMe(TokenReducer):
 
     def schedule(self, frames: int, per_frame: int, kept: int, points: int) -> torch.Tensor:
         """(points, frames) windows each frame position merges at each point."""
-        return self.clip_schedule(torch.ones(1, frames, dtype=torch.bool), per_frame, kept, points)
+        mask = torch.ones(1, frames, dtype=torch.bool)
+        return self.clip_schedule(mask, per_frame, [kept], kept, points)
 
     @staticmethod
     def clip_schedule(
-        frame_mask: torch.Tensor, per_frame: int, kept: int, points: int
+        frame_mask: torch.Tensor, per_frame: int, kept: list[int], batch_kept: int, points: int
     ) -> torch.Tensor:
-        """(points, B·F) windows each frame merges at each point, for clips that share the budget
-        K = `kept` and their number r of real frames (a clip without one counts all F): the
-        schedule of K over r frames for every frame, the real frames keeping K spread evenly over
-        them (earlier ones the remainder), the difference made in the last merge; padded frames
-        follow the frames keeping ⌈K/r⌉ (their survivors are dropped)."""
+        """(points, B·F) windows each frame merges at each point: the batch's schedule (K_F =
+        `batch_kept` over its F frames) at every point but the last, where each clip's real
+        frames (all F for a clip without one) reach its own budget kept[i] spread evenly over
+        them (earlier ones the remainder). A frame cannot keep more than the batch's schedule
+        leaves it before the last merge, so a clip whose even share is larger (a one-frame clip
+        in a video batch) keeps that many per frame, fewer than its budget; padded frames
+        follow the frames keeping ⌈K_F/F⌉ (their survivors are dropped)."""
         b, f = frame_mask.shape
-        out = torch.empty(points, b, f, dtype=torch.long)
+        base = merge_schedule(per_frame, f, batch_kept, points)
+        before_last = per_frame - sum(base[:-1])
+        out = torch.tensor(base).view(points, 1, 1).repeat(1, b, f)
+        high = frame_targets(f, batch_kept)[0]
+        out[-1] = before_last - high  # padded frames (and the frames keeping ⌈K_F/F⌉)
         for clip, real in enumerate(frame_mask.tolist()):
             positions = [i for i, is_real in enumerate(real) if is_real] or list(range(f))
-            targets = frame_targets(len(positions), kept)
-            out[:, clip] = torch.tensor(merge_schedule(per_frame, len(positions), kept, points))[
-                :, None
-            ]
-            for i, t in zip(positions, targets, strict=True):
-                out[-1, clip, i] += targets[0] - t
+            for i, t in zip(positions, frame_targets(len(positions), kept[clip]), strict=True):
+                out[-1, clip, i] = before_last - min(t, before_last)
+        if int(out[-1].max()) > before_last // 2:
+            raise ValueError(
+                f"ToMe cannot merge {int(out[-1].max())} of {before_last} windows in one merge "
+                "(at most half)"
+            )
         return out.view(points, b * f)
 
     def match(self, metric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
