@@ -108,3 +108,15 @@ def test_proportional_attention_can_be_switched_off():
         tower = VisionTower(cfg).eval()
         outs.append(tower(batch["pixel_values"], batch["frame_mask"]).features)
     assert not torch.allclose(outs[0], outs[1])
+
+
+def test_a_merge_point_may_fold_every_a_token():
+    """4 windows → 2 in one merge (ratio 0.75 here): no A token stays; the B ones survive."""
+    torch.manual_seed(0)
+    cfg = tiny_config(data={"max_frames": 4}, pruning={"method": "tome", "ratio": 0.75})
+    tower = VisionTower(cfg).eval()
+    batch = video_batch(cfg, batch=2)
+    batch["frame_mask"][1, 2:] = False
+    with torch.no_grad():
+        out = tower(batch["pixel_values"], batch["frame_mask"])
+    assert out.valid.sum(1).tolist() == [4, 2] and torch.isfinite(out.features).all()

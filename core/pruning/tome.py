@@ -241,5 +241,6 @@ class ToMe(TokenReducer):
         x = torch.cat([x_a.gather(1, stay[:, :, None, None].expand(-1, -1, *x.shape[2:])), x_b], 1)
         size = torch.cat([s_a.gather(1, stay), total.to(size.dtype)], 1)
         rep = torch.cat([rep[:, ::2].gather(1, stay), rep[:, 1::2]], 1)
-        alive = torch.cat([alive_a, torch.ones_like(alive_a[:, :1]).expand(-1, x_b.shape[1])], 1)
+        alive_b = torch.ones(m, x_b.shape[1], dtype=torch.bool, device=alive_a.device)
+        alive = torch.cat([alive_a, alive_b], 1)  # every A token may have merged (keep_a = 0)
         return x, size, rep, alive
