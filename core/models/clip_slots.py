@@ -26,6 +26,11 @@ class BudgetGroup:
 
     index: torch.Tensor  # (b,) long
     n_keep: int
+    whole: bool = False  # the whole batch, in order: `take` needs no copy
+
+    def take(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """The rows of a (B, ...) tensor for this group's clips (None stays None)."""
+        return x if x is None or self.whole else x[self.index]
 
 
 def budget_groups(
@@ -35,11 +40,20 @@ def budget_groups(
     frames = frame_mask.shape[1]
     real = [r or frames for r in frame_mask.sum(1).tolist()]
     kept = budget.clip_kept_tokens(real, frames, per_frame, ratio, prune_from_frame)
+    lengths = sorted(set(real), reverse=True)
+    if len(lengths) == 1:
+        return [whole_batch(frame_mask, kept[0])]
     groups = []
-    for length in sorted(set(real), reverse=True):
+    for length in lengths:
         index = [i for i, r in enumerate(real) if r == length]
         groups.append(BudgetGroup(torch.tensor(index, device=frame_mask.device), kept[index[0]]))
     return groups
+
+
+def whole_batch(frame_mask: torch.Tensor, n_keep: int) -> BudgetGroup:
+    """One group of every clip of the batch."""
+    index = torch.arange(frame_mask.shape[0], device=frame_mask.device)
+    return BudgetGroup(index, n_keep, whole=True)
 
 
 def is_uniform(groups: list[BudgetGroup], n_keep: int) -> bool:
@@ -69,11 +83,6 @@ def to_slots(
     out = values.new_full((batch * slots, *values.shape[1:]), fill)
     out[flat] = values
     return out.view(batch, slots, *values.shape[1:])
-
-
-def gather_clips(x: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
-    """The rows of a (B, ...) tensor for a group's clips (None stays None)."""
-    return None if x is None else x[index]
 
 
 def scatter_clips(
@@ -122,7 +131,7 @@ def merge_diagnostics(
         return dict(parts[0])
     sizes = [g.index.numel() for g in groups]
     if frame_mask is not None:
-        sizes = [max(1, int(frame_mask[g.index].sum())) for g in groups]
+        sizes = [max(1, int(g.take(frame_mask).sum())) for g in groups]
     out: dict = {}
     for key in dict.fromkeys(k for part in parts for k in part):
         have = [(part[key], n) for part, n in zip(parts, sizes, strict=True) if key in part]

@@ -24,13 +24,13 @@ from core.layers.windows import WindowGrid
 from core.models.clip_slots import (
     BudgetGroup,
     budget_groups,
-    gather_clips,
     is_uniform,
     mean_by_clips,
     merge_diagnostics,
     scatter_clips,
     slot_positions,
     to_slots,
+    whole_batch,
 )
 from core.models.connectors import build_connector
 from core.models.vision import build_encoder
@@ -87,7 +87,7 @@ class VisionTower(nn.Module):
         n_keep = self.num_tokens(f)
         reducer = self.reducer if n_keep < f * self.windows.num_windows else None
         stage = None if reducer is None else reducer.stage
-        groups = [BudgetGroup(torch.arange(b, device=frame_mask.device), n_keep)]
+        groups = [whole_batch(frame_mask, n_keep)]
         if reducer is not None:  # each clip's own budget (see core.models.clip_slots)
             groups = budget_groups(
                 frame_mask, self.windows.num_windows, self.ratio, self.prune_from_frame
@@ -143,9 +143,9 @@ class VisionTower(nn.Module):
         keys = context["sample_keys"]
         return {  # without sample keys a clip is keyed by its index in the batch
             **context,
-            "frame_mask": context["frame_mask"][group.index],
+            "frame_mask": group.take(context["frame_mask"]),
             "n_keep": group.n_keep,
-            "sample_keys": group.index if keys is None else keys[group.index],
+            "sample_keys": group.index if keys is None else group.take(keys),
         }
 
     def _post_vit(
@@ -153,27 +153,22 @@ class VisionTower(nn.Module):
     ) -> tuple:
         """Post-ViT: the reducer on each budget group's connector tokens (B, F, P′, D) → the
         flat kept tokens of every clip, their global frame, window and size."""
-        f = features.shape[1]
-        outs = []
-        for group in groups:
-            outs.append(
-                self.reducer.reduce(
-                    PostViTInputs(
-                        features=features[group.index],
-                        windows=self.windows,
-                        vit_q=None
-                        if qk is None
-                        else qk[0].unflatten(0, features.shape[:2])[group.index],
-                        vit_k=None
-                        if qk is None
-                        else qk[1].unflatten(0, features.shape[:2])[group.index],
-                        **self._group_context(context, group),
-                    )
+        b, f = features.shape[:2]
+        q, k = (None, None) if qk is None else (t.unflatten(0, (b, f)) for t in qk)
+        outs = [
+            self.reducer.reduce(
+                PostViTInputs(
+                    features=group.take(features),
+                    windows=self.windows,
+                    vit_q=group.take(q),
+                    vit_k=group.take(k),
+                    **self._group_context(context, group),
                 )
             )
+            for group in groups
+        ]
         clip = torch.cat([g.index[:, None].expand_as(o.frame_index).reshape(-1)
                           for g, o in zip(groups, outs, strict=True)])  # fmt: skip
-        b = features.shape[0]
         diagnostics = {
             "scores": scatter_clips([o.scores for o in outs], groups, b),
             "keep": scatter_clips([o.keep for o in outs], groups, b),
@@ -246,15 +241,15 @@ class VisionTower(nn.Module):
             parts.append(
                 self.reducer.select(
                     ReductionInputs(
-                        hidden=hidden[group.index],
-                        embeddings=embeddings[group.index],
+                        hidden=group.take(hidden),
+                        embeddings=group.take(embeddings),
                         frame_mask=ctx["frame_mask"],
                         windows=win,
                         n_prune=f * win.num_windows - group.n_keep,
                         training=ctx["training"],
                         step=ctx["step"],
                         sample_keys=ctx["sample_keys"],
-                        object_mask=gather_clips(object_mask, group.index),
+                        object_mask=group.take(object_mask),
                     )
                 )
             )
